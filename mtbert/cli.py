@@ -1,0 +1,166 @@
+"""``mtbert train | evaluate | predict``: the command line over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+log = logging.getLogger("mtbert")
+
+
+def _setup_logging(run_dir: Optional[Path] = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(run_dir / "train.log", encoding="utf-8"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
+
+
+def _data_dir_override(args: argparse.Namespace) -> None:
+    if getattr(args, "data_dir", None):
+        os.environ["MTBERT_DATA_DIR"] = args.data_dir
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train import Trainer, default_run_dir
+
+    _data_dir_override(args)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").exists():
+            raise FileNotFoundError(f"{run_dir / 'config.yaml'} not found: --resume takes a run directory")
+        if args.config:
+            raise ValueError("--resume continues a run with its saved config.yaml; do not pass --config")
+        config = load_config(run_dir / "config.yaml", args.set)
+    else:
+        if not args.config:
+            raise ValueError("mtbert train needs --config FILE (e.g. recipes/quickstart.yaml) or --resume RUN_DIR")
+        config = load_config(args.config, args.set)
+        run_dir = default_run_dir(config, args.output_dir)
+        if (run_dir / "checkpoint.pt").exists() and not args.overwrite:
+            raise FileExistsError(f"{run_dir} already holds a run: --resume {run_dir} to continue it, "
+                                  "--overwrite to start again, or --output-dir for a new directory")
+    _setup_logging(run_dir)
+    trainer = Trainer(config, run_dir)
+    results = trainer.train(resume=bool(args.resume))
+    print(json.dumps(results, indent=2))
+    return 130 if results.get("interrupted") else 0
+
+
+def _load_model_and_precision(args: argparse.Namespace):
+    from .multitask import MultitaskModel
+    from .train.precision import resolve_device, resolve_precision
+
+    device = resolve_device(args.device)
+    return MultitaskModel.from_pretrained(args.model).to(device), resolve_precision(args.precision, device)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .config import DATA_DIR_ENV
+    from .evaluate import evaluate_split, prediction_file_name, write_predictions
+    from .train.data import load_task_splits
+
+    _setup_logging()
+    _data_dir_override(args)
+    model, precision = _load_model_and_precision(args)
+    data_dir = Path(os.environ.get(DATA_DIR_ENV) or "data")
+    data = load_task_splits(model, data_dir, args.limit, splits=(args.split,))
+    features = {t: d.get(args.split) for t, d in data.items() if d.get(args.split) is not None}
+    metrics, predictions = evaluate_split(model, features, args.batch_size, precision)
+    if args.output_dir:
+        for task, result in predictions.items():
+            spec = model.specs[task]
+            write_predictions(Path(args.output_dir) / prediction_file_name(spec, args.split), spec, result.ids,
+                              result.predictions)
+    print(json.dumps({"split": args.split, **metrics}, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .evaluate import predict_features, write_predictions
+    from .multitask import featurize
+    from .tasks import Example, read_examples
+
+    _setup_logging()
+    model, precision = _load_model_and_precision(args)
+    if args.task not in model.specs:
+        raise ValueError(f"the model has no task {args.task!r}; it has {', '.join(model.specs)}")
+    spec = model.specs[args.task]
+    if args.input:
+        examples = read_examples(spec, args.input, labelled=False).examples
+    else:
+        if not args.text:
+            raise ValueError("pass --text (and --text-pair for pair tasks) or --input FILE")
+        if spec.is_pair and len(args.text_pair or []) != len(args.text):
+            raise ValueError(f"task {spec.name!r} takes sentence pairs: give one --text-pair per --text")
+        pairs = args.text_pair or [None] * len(args.text)
+        examples = [Example(str(i), (t,) if p is None else (t, p), None, 0) for i, (t, p) in enumerate(zip(args.text, pairs))]
+    features = featurize(model.tokenizer, spec, examples, model.encoding(spec.name), model.max_length)
+    result = predict_features(model, features, args.batch_size, precision)
+    if args.output:
+        write_predictions(Path(args.output), spec, result.ids, result.predictions)
+        print(f"wrote {len(result.ids)} predictions to {args.output}")
+    else:
+        for example, prediction in zip(examples, result.predictions):
+            print(json.dumps({"id": example.id, "texts": list(example.texts), "prediction": prediction}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtbert", description="Multitask fine-tuning of BERT encoders.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="fine-tune an encoder on one or more tasks")
+    train.add_argument("--config", help="YAML recipe, e.g. recipes/quickstart.yaml")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field, e.g. --set train.lr=3e-5 (repeatable)")
+    train.add_argument("--output-dir", help="run directory (default runs/<name>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its checkpoint")
+    train.add_argument("--overwrite", action="store_true", help="start again in a directory that holds a run")
+    train.add_argument("--data-dir", help="directory of the task files (default data.dir or $MTBERT_DATA_DIR)")
+    train.set_defaults(handler=cmd_train)
+
+    for name, handler, help_text in (("evaluate", cmd_evaluate, "score a trained model on a labelled split"),
+                                     ("predict", cmd_predict, "predict with a trained model")):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--model", required=True, help="a model directory (a run's best/)")
+        command.add_argument("--device", default="auto")
+        command.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+        command.add_argument("--batch-size", type=int, default=128)
+        command.set_defaults(handler=handler)
+        if name == "evaluate":
+            command.add_argument("--data-dir", help="directory of the task files (default $MTBERT_DATA_DIR or ./data)")
+            command.add_argument("--split", default="dev", choices=["train", "dev"])
+            command.add_argument("--limit", type=int, help="first N examples per task")
+            command.add_argument("--output-dir", help="also write leaderboard prediction files here")
+        else:
+            command.add_argument("--task", required=True)
+            command.add_argument("--text", action="append", help="a sentence (repeatable)")
+            command.add_argument("--text-pair", action="append", help="the second sentence, for pair tasks")
+            command.add_argument("--input", help="a file in the task's format (its label column is not needed)")
+            command.add_argument("--output", help="write a leaderboard-format file instead of printing")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .bert import CheckpointError
+    from .config import ConfigError
+    from .tasks import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, DataError, CheckpointError, FileNotFoundError, FileExistsError, ValueError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"mtbert {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

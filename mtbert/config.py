@@ -1,0 +1,182 @@
+"""One typed experiment config. YAML in (a recipe), ``--set key=value`` on top, resolved YAML saved
+with every run. Every option has a default here, documented in one place; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+DATA_DIR_ENV = "MTBERT_DATA_DIR"
+
+
+class ConfigError(ValueError):
+    """An unknown option, a value of the wrong type, or an unreadable config file."""
+
+
+@dataclasses.dataclass
+class HeadConfig:
+    type: str = ""            # "" = the task's default (linear for one text, cross_encoder for pairs)
+    pooling: str = "pooler"   # sentence vector: pooler | cls | mean
+    dropout: float = 0.1
+    loss: str = ""            # "" = the kind's default (cross_entropy, bce, mse)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    name: str = "all-MiniLM-L6-v2"   # checkpoint dir, embedded name, or hub id
+    max_length: int = 128             # tokens per input, truncated longest-first for pairs
+    heads: dict[str, HeadConfig] = dataclasses.field(default_factory=dict)  # per task; missing = defaults
+
+
+@dataclasses.dataclass
+class DataConfig:
+    dir: str = "data"                 # overridden by $MTBERT_DATA_DIR when set, and by --data-dir
+    tasks: list[str] = dataclasses.field(default_factory=lambda: ["sst", "quora", "sts"])
+    limit: Optional[int] = None       # first N examples of each split (smoke runs)
+    custom_tasks: list[dict] = dataclasses.field(default_factory=list)  # TaskSpec fields per user task
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-6
+    optimizer: str = "adamw"          # adamw (ours) | torch_adamw
+    lr_schedule: str = "linear"       # constant | linear | cosine (after warm-up)
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0        # 0 disables clipping
+    seed: int = 11711
+    max_steps: Optional[int] = None   # stop after this many optimizer steps
+    schedule: str = "shuffled"        # batch schedule across tasks
+    bucket_by_length: bool = True     # length-bucketed batches (sorted within shuffled buckets)
+    bucket_batches: int = 50          # batches per bucket
+    precision: str = "auto"           # auto | bf16 | fp16 | fp32
+    device: str = "auto"              # auto | cpu | cuda | cuda:N
+    num_threads: Optional[int] = None # torch intra-op threads on CPU; None = torch's default
+    checkpoint_every: int = 500       # optimizer steps between resumable checkpoints (0 = epoch ends only)
+    eval_every_epoch: bool = True
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    name: str = "run"
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    output_dir: str = ""              # "" = runs/<name>
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+    def resolved_data_dir(self) -> Path:
+        return Path(os.environ.get(DATA_DIR_ENV) or self.data.dir)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, values: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from a plain dict, checking keys and types, naming ``where`` on error."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    kwargs = {name: _coerce(hints[name], value, f"{where}.{name}" if where else name) for name, value in values.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value or {}, where)
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        return _coerce(next(a for a in args if a is not type(None)), value, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        items = [_coerce(args[0] if origin is list else args[i], v, where) for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads "3e-5" (no dot) as a string
+        except ValueError:
+            pass
+    if hint is Any or (isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+        return value
+    raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _set_path(values: dict, dotted: str, raw: str) -> None:
+    keys = dotted.split(".")
+    node = values
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {key} is not a section")
+    node[keys[-1]] = yaml.safe_load(raw) if raw != "" else ""
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> ExperimentConfig:
+    """Defaults, then the YAML file at ``path``, then each ``key=value`` override (YAML-parsed)."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from error
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        values = _merge(values, loaded)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=3e-5")
+        key, raw = item.split("=", 1)
+        _set_path(values, key.strip(), raw.strip())
+    where = str(path) if path is not None else "config"
+    try:
+        return _build(ExperimentConfig, values, "")
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None

@@ -1,0 +1,60 @@
+"""Running a trained model over a split: predictions, metrics and the composite score."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import torch
+
+from ..multitask import MultitaskModel, TaskFeatures, collate, sorted_batches
+from ..tasks import METRICS, composite_score, metric_key, predictions_from_outputs
+from ..train.precision import Precision
+
+
+@dataclasses.dataclass
+class TaskPredictions:
+    task: str
+    ids: list[str]
+    predictions: list[float]
+    labels: Optional[list[float]]
+    outputs: torch.Tensor  # raw head outputs (logits or scores), in example order
+
+    def metric(self, name: str) -> float:
+        if self.labels is None:
+            raise ValueError(f"{self.task}: unlabelled split, no metric")
+        return METRICS[name][0](self.predictions, self.labels)
+
+
+@torch.no_grad()
+def predict_features(model: MultitaskModel, features: TaskFeatures, batch_size: int,
+                     precision: Precision) -> TaskPredictions:
+    model.eval()
+    spec = features.spec
+    outputs: list[Optional[torch.Tensor]] = [None] * len(features)
+    for indices in sorted_batches(features.lengths, batch_size):
+        batch = collate(features, indices, model.tokenizer.pad_token_id).to(precision.device)
+        with precision.autocast():
+            result = model(batch).float().cpu()
+        for row, index in enumerate(indices):
+            outputs[index] = result[row]
+    stacked = torch.stack(outputs) if outputs else torch.empty(0)
+    predictions = predictions_from_outputs(stacked, spec).tolist() if len(stacked) else []
+    labels = features.labels.tolist() if features.labels is not None else None
+    return TaskPredictions(spec.name, [e.id for e in features.examples], predictions, labels, stacked)
+
+
+def evaluate_split(model: MultitaskModel, features_by_task: dict[str, TaskFeatures], batch_size: int,
+                   precision: Precision) -> tuple[dict[str, float], dict[str, TaskPredictions]]:
+    """Metrics of every task on one labelled split, plus the composite over them."""
+    metrics: dict[str, float] = {}
+    predictions: dict[str, TaskPredictions] = {}
+    metric_names = {}
+    for task, features in features_by_task.items():
+        result = predict_features(model, features, batch_size, precision)
+        predictions[task] = result
+        metric = model.specs[task].metric
+        metric_names[task] = metric
+        metrics[metric_key(task, metric)] = result.metric(metric)
+    metrics["composite"] = composite_score(metrics, metric_names)
+    return metrics, predictions

@@ -1,0 +1,44 @@
+"""Batch schedules: in what order the tasks' batches are visited within an epoch.
+
+A schedule takes each task's list of batches for the epoch (already shuffled/bucketed) and returns
+the epoch's plan, a list of (task, batch indices). The plan is a pure function of the batches and a
+seeded generator, so a resumed run rebuilds the same plan and skips what it had done.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+Plan = list[tuple[str, list[int]]]
+ScheduleFn = Callable[[dict[str, list[list[int]]], torch.Generator], Plan]
+BATCH_SCHEDULES: dict[str, ScheduleFn] = {}
+
+
+def register_schedule(name: str):
+    def decorator(function: ScheduleFn) -> ScheduleFn:
+        BATCH_SCHEDULES[name] = function
+        return function
+
+    return decorator
+
+
+@register_schedule("shuffled")
+def shuffled(task_batches: dict[str, list[list[int]]], generator: torch.Generator) -> Plan:
+    """All tasks' batches in one random order (report 002's best order); an epoch covers every task once."""
+    plan = [(task, batch) for task, batches in task_batches.items() for batch in batches]
+    order = torch.randperm(len(plan), generator=generator).tolist()
+    return [plan[i] for i in order]
+
+
+@register_schedule("sequential")
+def sequential(task_batches: dict[str, list[list[int]]], generator: torch.Generator) -> Plan:
+    """All batches of one task, then the next, in the configured task order (reports 000, 002)."""
+    return [(task, batch) for task, batches in task_batches.items() for batch in batches]
+
+
+def get_schedule(name: str) -> ScheduleFn:
+    if name not in BATCH_SCHEDULES:
+        raise ValueError(f"unknown batch schedule {name!r}; choose one of {', '.join(sorted(BATCH_SCHEDULES))}")
+    return BATCH_SCHEDULES[name]

@@ -1,0 +1,61 @@
+"""Device and numeric precision: where the model runs and in which autocast.
+
+On CPU, bf16 autocast is the default where the CPU has native bf16 (AVX512-BF16 or AMX): its matrix
+products run several times faster than fp32. On CUDA, bf16 where supported, otherwise fp16 with a
+gradient scaler. ``fp32`` turns autocast off everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Optional
+
+import torch
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def cpu_has_native_bf16() -> bool:
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name} but CUDA is not available on this machine")
+    return device
+
+
+@dataclasses.dataclass
+class Precision:
+    name: str                 # bf16 | fp16 | fp32
+    device: torch.device
+
+    @property
+    def dtype(self) -> Optional[torch.dtype]:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def grad_scaler(self) -> Optional["torch.amp.GradScaler"]:
+        return torch.amp.GradScaler(self.device.type) if self.name == "fp16" else None
+
+
+def resolve_precision(name: str, device: torch.device) -> Precision:
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
+    if name == "auto":
+        if device.type == "cuda":
+            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            name = "bf16" if cpu_has_native_bf16() else "fp32"
+    if name == "fp16" and device.type == "cpu":
+        raise ValueError("fp16 autocast is for CUDA; use bf16 or fp32 on CPU")
+    return Precision(name, device)

@@ -1,0 +1,266 @@
+"""The training loop: schedule → batch → forward/loss → step, with evaluation, the best model,
+resumable checkpoints and prediction files.
+
+Run directory layout (what scripts may rely on):
+    config.yaml      the resolved config
+    metrics.jsonl    one JSON object per evaluation (step, epoch, split, <task>_<metric>, composite)
+    checkpoint.pt    the resumable state (atomic)
+    best/            the best model by dev composite (loadable by MultitaskModel.from_pretrained)
+    predictions/     leaderboard files for dev and test of every task
+    results.json     best metrics, timing and throughput
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import ExperimentConfig
+from ..evaluate import evaluate_split, predict_features, prediction_file_name, write_predictions
+from ..multitask import MultitaskModel, bucketed_batches, collate, get_schedule, random_batches
+from .builder import build_model, build_optimizer, task_losses
+from .data import TaskSplits, load_task_splits
+from .interrupt import StopRequest
+from .precision import resolve_device, resolve_precision
+from .state import STATE_FILE, atomic_torch_save, load_training_state, restore_rng_states, rng_states
+
+log = logging.getLogger("mtbert")
+Callback = Callable[["Trainer"], None]
+
+
+class Trainer:
+    def __init__(self, config: ExperimentConfig, run_dir: Path, callbacks: Sequence[Callback] = ()):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.callbacks = list(callbacks)
+        train = config.train
+        if train.num_threads:
+            torch.set_num_threads(train.num_threads)
+        self.device = resolve_device(train.device)
+        self.precision = resolve_precision(train.precision, self.device)
+        torch.manual_seed(train.seed)
+        self.model: MultitaskModel = build_model(config).to(self.device)
+        self.losses = task_losses(config, self.model)
+        self.data: dict[str, TaskSplits] = load_task_splits(self.model, config.resolved_data_dir(), config.data.limit)
+        missing = [t for t, d in self.data.items() if d.get("train") is None or len(d.get("train")) == 0]
+        if missing:
+            raise ValueError(f"no training examples for task(s) {', '.join(missing)}")
+        self.schedule = get_schedule(train.schedule)
+        self.total_steps = sum(len(self.epoch_plan(e)) for e in range(train.epochs))
+        if train.max_steps is not None:
+            self.total_steps = min(self.total_steps, train.max_steps)
+        self.optimizer, self.lr_scheduler = build_optimizer(config, self.model, self.total_steps)
+        self.scaler = self.precision.grad_scaler()
+        self.stop = StopRequest()
+        self.step = 0
+        self.epoch = 0
+        self.position = 0
+        self.best_score = -math.inf
+        self.metric_lines = 0
+        self.counters = {"examples": 0, "real_tokens": 0, "padded_tokens": 0, "train_seconds": 0.0,
+                         "skipped_nonfinite": 0}
+
+    # ----- the epoch plan -----------------------------------------------------------------
+    def epoch_plan(self, epoch: int) -> list[tuple[str, list[int]]]:
+        """The epoch's (task, batch) order: a pure function of seed and epoch, so resume can rebuild it."""
+        train = self.config.train
+        generator = torch.Generator().manual_seed(train.seed * 100_003 + epoch)
+        task_batches = {}
+        for task, splits in self.data.items():
+            features = splits.get("train")
+            if train.bucket_by_length:
+                task_batches[task] = bucketed_batches(features.lengths, train.batch_size, generator, train.bucket_batches)
+            else:
+                task_batches[task] = random_batches(len(features), train.batch_size, generator)
+        return self.schedule(task_batches, generator)
+
+    # ----- one optimizer step -------------------------------------------------------------
+    def train_step(self, task: str, indices: list[int]) -> float:
+        self.model.train()
+        features = self.data[task].get("train")
+        batch = collate(features, indices, self.model.tokenizer.pad_token_id).to(self.device)
+        with self.precision.autocast():
+            outputs = self.model(batch)
+        loss = self.losses[task](outputs, batch.labels, features.spec)
+        if not torch.isfinite(loss):
+            self.counters["skipped_nonfinite"] += 1
+            log.warning("step %d: non-finite loss on task %s, batch skipped (%d so far)",
+                        self.step, task, self.counters["skipped_nonfinite"])
+            self.optimizer.zero_grad(set_to_none=True)
+            return float("nan")
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        if self.config.train.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.max_grad_norm)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.counters["examples"] += batch.size
+        self.counters["real_tokens"] += batch.real_tokens
+        self.counters["padded_tokens"] += batch.padded_tokens
+        return float(loss.detach())
+
+    # ----- checkpoints --------------------------------------------------------------------
+    def save_state(self) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else {},
+            "step": self.step, "epoch": self.epoch, "position": self.position,
+            "best_score": self.best_score, "metric_lines": self.metric_lines,
+            "counters": dict(self.counters), "rng": rng_states(),
+        }
+        atomic_torch_save(state, self.run_dir / STATE_FILE)
+
+    def restore_state(self) -> None:
+        state = load_training_state(self.run_dir)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if self.scaler and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
+        self.best_score, self.metric_lines = state["best_score"], state["metric_lines"]
+        self.counters.update(state["counters"])
+        restore_rng_states(state["rng"])
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.exists():  # drop lines of an evaluation the checkpoint does not know about
+            lines = metrics.read_text(encoding="utf-8").splitlines(keepends=True)[: self.metric_lines]
+            metrics.write_text("".join(lines), encoding="utf-8")
+        log.info("resumed %s at step %d (epoch %d, batch %d)", self.run_dir, self.step, self.epoch, self.position)
+
+    # ----- evaluation ---------------------------------------------------------------------
+    def dev_features(self) -> dict:
+        return {t: d.get("dev") for t, d in self.data.items() if d.get("dev") is not None and d.get("dev").labels is not None}
+
+    def evaluate_dev(self, train_loss: float) -> dict:
+        metrics, _ = evaluate_split(self.model, self.dev_features(), self.config.train.eval_batch_size, self.precision)
+        record = {"step": self.step, "epoch": self.epoch, "split": "dev", **metrics,
+                  "train_loss": train_loss, "lr": self.lr_scheduler.get_last_lr()[0]}
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        self.metric_lines += 1
+        summary = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        log.info("step %d epoch %d dev: %s", self.step, self.epoch, summary)
+        if metrics["composite"] > self.best_score:
+            self.best_score = metrics["composite"]
+            self.save_best()
+        return record
+
+    def save_best(self) -> None:
+        target = self.run_dir / "best"
+        tmp = self.run_dir / ".best.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp)
+        old = self.run_dir / ".best.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def write_predictions(self, model: MultitaskModel) -> None:
+        for task, splits in self.data.items():
+            for split in ("dev", "test"):
+                features = splits.get(split)
+                if features is None or len(features) == 0:
+                    continue
+                result = predict_features(model, features, self.config.train.eval_batch_size, self.precision)
+                path = self.run_dir / "predictions" / prediction_file_name(features.spec, split)
+                write_predictions(path, features.spec, result.ids, result.predictions)
+
+    # ----- the loop -----------------------------------------------------------------------
+    def train(self, resume: bool = False) -> dict:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.restore_state()
+        else:
+            self.config.save(self.run_dir / "config.yaml")
+            (self.run_dir / "metrics.jsonl").write_text("", encoding="utf-8")
+        train = self.config.train
+        with self.stop:
+            while self.epoch < train.epochs and self.step < self.total_steps:
+                if not self._run_epoch():
+                    return {"interrupted": True, "step": self.step, "run_dir": str(self.run_dir)}
+        return self.finish()
+
+    def _run_epoch(self) -> bool:
+        """One epoch from the saved position. False when stopped by a request (Ctrl-C)."""
+        plan = self.epoch_plan(self.epoch)
+        show = self.config.train.progress
+        bar = tqdm(total=len(plan), initial=self.position, desc=f"epoch {self.epoch + 1}", disable=not show,
+                   dynamic_ncols=True, leave=False)
+        losses: list[float] = []
+        started, tokens_at_start = time.perf_counter(), self.counters["real_tokens"]
+        while self.position < len(plan) and self.step < self.total_steps:
+            task, indices = plan[self.position]
+            step_started = time.perf_counter()
+            loss = self.train_step(task, indices)
+            self.counters["train_seconds"] += time.perf_counter() - step_started
+            losses.append(loss)
+            self.step += 1
+            self.position += 1
+            bar.update(1)
+            elapsed = time.perf_counter() - started
+            bar.set_postfix(loss=f"{loss:.3f}", task=task,
+                            tok_s=f"{(self.counters['real_tokens'] - tokens_at_start) / max(elapsed, 1e-9):.0f}")
+            for callback in self.callbacks:
+                callback(self)
+            if self.stop.requested:
+                bar.close()
+                self.save_state()
+                log.info("stopped at step %d; continue with: mtbert train --resume %s", self.step, self.run_dir)
+                return False
+            if self.config.train.checkpoint_every and self.step % self.config.train.checkpoint_every == 0:
+                self.save_state()
+        bar.close()
+        finite = [x for x in losses if math.isfinite(x)]
+        self.save_state()  # the epoch's batches are done: an interruption during evaluation redoes only that
+        if self.config.train.eval_every_epoch or self.step >= self.total_steps:
+            self.evaluate_dev(sum(finite) / len(finite) if finite else float("nan"))
+        if self.position >= len(plan):
+            self.epoch, self.position = self.epoch + 1, 0
+        self.save_state()
+        return True
+
+    def finish(self) -> dict:
+        best_dir = self.run_dir / "best"
+        if not best_dir.exists():  # no evaluation ran (no dev data): the final model is the result
+            self.save_best()
+        best = MultitaskModel.from_pretrained(best_dir).to(self.device)
+        self.write_predictions(best)
+        records = [json.loads(x) for x in (self.run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        best_record = max(records, key=lambda r: r["composite"]) if records else {}
+        padded = self.counters["padded_tokens"]
+        results = {
+            "best": best_record,
+            "steps": self.step,
+            "train_seconds": round(self.counters["train_seconds"], 2),
+            "examples_seen": self.counters["examples"],
+            "train_tokens_per_second": round(self.counters["real_tokens"] / max(self.counters["train_seconds"], 1e-9), 1),
+            "padding_share": round(1 - self.counters["real_tokens"] / padded, 4) if padded else 0.0,
+            "skipped_nonfinite_batches": self.counters["skipped_nonfinite"],
+            "skipped_empty_labels": {t: d.skipped for t, d in self.data.items()},
+            "device": str(self.device), "precision": self.precision.name,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+        }
+        (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        return results
+
+
+def default_run_dir(config: ExperimentConfig, output_dir: Optional[str]) -> Path:
+    return Path(output_dir or config.output_dir or Path("runs") / config.name)

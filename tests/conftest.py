@@ -1,0 +1,41 @@
+"""Shared fixtures: the data directory, the embedded checkpoint, and a tiny random checkpoint."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtbert import BertConfig, BertModel
+from mtbert.bert.checkpoint import embedded_model_path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("MTBERT_DATA_DIR") or REPO.parent / "shared" / "data")
+TINY = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                  max_position_embeddings=128)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA_DIR.exists():
+        pytest.skip(f"minBERT data not found at {DATA_DIR} (set MTBERT_DATA_DIR)")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    return embedded_model_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, minilm_dir) -> Path:
+    """A random 2-layer, 32-wide BERT with the real uncased WordPiece vocabulary."""
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    BertModel(TINY).save_pretrained(directory)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copyfile(minilm_dir / name, directory / name)
+    return directory
