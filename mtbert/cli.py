@@ -55,7 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _load_model_and_precision(args: argparse.Namespace):
     from .multitask import MultitaskModel
-    from .train.precision import resolve_device, resolve_precision
+    from .precision import resolve_device, resolve_precision
 
     device = resolve_device(args.device)
     return MultitaskModel.from_pretrained(args.model).to(device), resolve_precision(args.precision, device)

@@ -65,7 +65,8 @@ class TrainConfig:
     num_threads: Optional[int] = None # torch intra-op threads on CPU; None = torch's default
     checkpoint_every: int = 500       # optimizer steps between resumable checkpoints (0 = epoch ends only)
     eval_every_epoch: bool = True
-    progress: bool = True
+    progress: bool = True             # tqdm bar with loss and tokens/s
+    log_every: int = 100              # also log loss and tokens/s every N steps (0 = never)
 
 
 @dataclasses.dataclass

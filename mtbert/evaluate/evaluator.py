@@ -9,7 +9,7 @@ import torch
 
 from ..multitask import MultitaskModel, TaskFeatures, collate, sorted_batches
 from ..tasks import METRICS, composite_score, metric_key, predictions_from_outputs
-from ..train.precision import Precision
+from ..precision import Precision
 
 
 @dataclasses.dataclass

@@ -29,7 +29,7 @@ from ..multitask import MultitaskModel, bucketed_batches, collate, get_schedule,
 from .builder import build_model, build_optimizer, task_losses
 from .data import TaskSplits, load_task_splits
 from .interrupt import StopRequest
-from .precision import resolve_device, resolve_precision
+from ..precision import resolve_device, resolve_precision
 from .state import STATE_FILE, atomic_torch_save, load_training_state, restore_rng_states, rng_states
 
 log = logging.getLogger("mtbert")
@@ -65,6 +65,7 @@ class Trainer:
         self.position = 0
         self.best_score = -math.inf
         self.metric_lines = 0
+        self.epoch_loss = [0.0, 0]  # sum and count of finite losses this epoch, saved so resume logs the same
         self.counters = {"examples": 0, "real_tokens": 0, "padded_tokens": 0, "train_seconds": 0.0,
                          "skipped_nonfinite": 0}
 
@@ -121,7 +122,7 @@ class Trainer:
             "lr_scheduler": self.lr_scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else {},
             "step": self.step, "epoch": self.epoch, "position": self.position,
-            "best_score": self.best_score, "metric_lines": self.metric_lines,
+            "best_score": self.best_score, "metric_lines": self.metric_lines, "epoch_loss": list(self.epoch_loss),
             "counters": dict(self.counters), "rng": rng_states(),
         }
         atomic_torch_save(state, self.run_dir / STATE_FILE)
@@ -135,6 +136,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.best_score, self.metric_lines = state["best_score"], state["metric_lines"]
+        self.epoch_loss = list(state["epoch_loss"])
         self.counters.update(state["counters"])
         restore_rng_states(state["rng"])
         metrics = self.run_dir / "metrics.jsonl"
@@ -204,20 +206,27 @@ class Trainer:
         show = self.config.train.progress
         bar = tqdm(total=len(plan), initial=self.position, desc=f"epoch {self.epoch + 1}", disable=not show,
                    dynamic_ncols=True, leave=False)
-        losses: list[float] = []
         started, tokens_at_start = time.perf_counter(), self.counters["real_tokens"]
         while self.position < len(plan) and self.step < self.total_steps:
             task, indices = plan[self.position]
             step_started = time.perf_counter()
             loss = self.train_step(task, indices)
             self.counters["train_seconds"] += time.perf_counter() - step_started
-            losses.append(loss)
+            if math.isfinite(loss):
+                self.epoch_loss[0] += loss
+                self.epoch_loss[1] += 1
             self.step += 1
             self.position += 1
             bar.update(1)
             elapsed = time.perf_counter() - started
             bar.set_postfix(loss=f"{loss:.3f}", task=task,
                             tok_s=f"{(self.counters['real_tokens'] - tokens_at_start) / max(elapsed, 1e-9):.0f}")
+            every = self.config.train.log_every
+            if every and self.step % every == 0:
+                total, count = self.epoch_loss
+                log.info("step %d/%d epoch %d: mean loss %.4f, %.0f tokens/s", self.step, self.total_steps,
+                         self.epoch + 1, total / max(count, 1),
+                         (self.counters["real_tokens"] - tokens_at_start) / max(elapsed, 1e-9))
             for callback in self.callbacks:
                 callback(self)
             if self.stop.requested:
@@ -228,12 +237,13 @@ class Trainer:
             if self.config.train.checkpoint_every and self.step % self.config.train.checkpoint_every == 0:
                 self.save_state()
         bar.close()
-        finite = [x for x in losses if math.isfinite(x)]
         self.save_state()  # the epoch's batches are done: an interruption during evaluation redoes only that
         if self.config.train.eval_every_epoch or self.step >= self.total_steps:
-            self.evaluate_dev(sum(finite) / len(finite) if finite else float("nan"))
+            total, count = self.epoch_loss
+            self.evaluate_dev(total / count if count else float("nan"))
         if self.position >= len(plan):
             self.epoch, self.position = self.epoch + 1, 0
+            self.epoch_loss = [0.0, 0]
         self.save_state()
         return True
 

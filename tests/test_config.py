@@ -1,0 +1,52 @@
+"""The typed config: YAML recipes, --set overrides, clear errors for unknown or ill-typed options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mtbert.config import ConfigError, load_config
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def test_defaults_and_overrides():
+    config = load_config(None, ["train.lr=3e-5", "data.limit=10", "model.heads={sst: {pooling: mean}}",
+                                "train.betas=[0.9, 0.98]"])
+    assert config.train.lr == 3e-5 and isinstance(config.train.lr, float)
+    assert config.data.limit == 10
+    assert config.model.heads["sst"].pooling == "mean" and config.model.heads["sst"].dropout == 0.1
+    assert config.train.betas == (0.9, 0.98)
+
+
+def test_quickstart_recipe_loads_and_round_trips(tmp_path):
+    config = load_config(RECIPES / "quickstart.yaml")
+    assert config.model.name == "all-MiniLM-L6-v2" and config.data.tasks == ["sst", "quora", "sts"]
+    config.save(tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == config
+
+
+@pytest.mark.parametrize("override,message", [
+    (["train.foo=1"], "train: unknown option(s) foo"),
+    (["train.lr=abc"], "train.lr: expected float"),
+    (["train.epochs=2.5"], "train.epochs: expected int"),
+    (["model.heads={sst: {typo: 1}}"], "model.heads.sst: unknown option(s) typo"),
+    (["nonsense"], "expected key=value"),
+    (["data.tasks=sst"], "data.tasks: expected a list"),
+])
+def test_bad_options_are_named(override, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, override)
+    assert message in str(caught.value)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "unknown.yaml").write_text("trian:\n  lr: 1\n")
+    with pytest.raises(ConfigError, match=r"unknown.yaml: : unknown option\(s\) trian|unknown option\(s\) trian"):
+        load_config(tmp_path / "unknown.yaml")

@@ -1,0 +1,156 @@
+"""End to end on a tiny random encoder and small slices of the real data, through the CLI and the API."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mtbert.cli import main
+from mtbert.config import load_config
+from mtbert.evaluate import read_predictions
+from mtbert.multitask import MultitaskModel
+from mtbert.tasks import TASKS, read_examples
+from mtbert.train import Trainer
+
+PREDICTION_FILES = ["sst-dev-output.csv", "sst-test-output.csv", "para-dev-output.csv", "para-test-output.csv",
+                    "sts-dev-output.csv", "sts-test-output.csv"]
+
+
+def tiny_overrides(checkpoint, data_dir, **extra):
+    values = {"model.name": str(checkpoint), "data.dir": str(data_dir), "data.limit": 24, "train.epochs": 2,
+              "train.batch_size": 8, "train.lr": 1e-3, "train.progress": False, "train.checkpoint_every": 3,
+              "model.max_length": 64, **extra}
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_checkpoint, data_dir):
+    run = tmp_path_factory.mktemp("run")
+    args = ["train", "--config", "recipes/quickstart.yaml", "--output-dir", str(run)]
+    for item in tiny_overrides(tiny_checkpoint, data_dir):
+        args += ["--set", item]
+    assert main(args) == 0
+    return run
+
+
+def test_train_writes_every_promised_file(trained_run):
+    for name in ("config.yaml", "metrics.jsonl", "checkpoint.pt", "results.json", "best/mtbert.json",
+                 "best/model.safetensors", "best/heads.safetensors", "best/vocab.txt"):
+        assert (trained_run / name).exists(), name
+    for name in PREDICTION_FILES:
+        assert (trained_run / "predictions" / name).exists(), name
+    records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for record in records:
+        assert {"step", "epoch", "split", "sst_acc", "quora_acc", "sts_pearson", "composite"} <= set(record)
+        expected = (record["sst_acc"] + record["quora_acc"] + (record["sts_pearson"] + 1) / 2) / 3
+        assert record["composite"] == pytest.approx(expected)
+    assert load_config(trained_run / "config.yaml").data.limit == 24
+
+
+def test_prediction_files_parse_and_cover_every_id(trained_run, data_dir):
+    for task, prefix in (("sst", "sst"), ("quora", "para"), ("sts", "sts")):
+        spec = TASKS[task]
+        for split in ("dev", "test"):
+            rows = read_predictions(trained_run / "predictions" / f"{prefix}-{split}-output.csv")
+            ids = [e.id for e in read_examples(spec, data_dir / spec.files[split], split != "test", limit=24).examples]
+            assert sorted(rows) == sorted(ids)
+            values = [float(v) for v in rows.values()]
+            if task == "sts":
+                assert all(0.0 <= v <= 5.0 for v in values)
+            else:
+                assert all(v == int(v) and 0 <= v < spec.output_dim + (spec.kind == "binary") for v in values)
+
+
+def test_predict_covers_a_whole_test_file(trained_run, data_dir, tmp_path, capsys):
+    output = tmp_path / "para-test-output.csv"
+    assert main(["predict", "--model", str(trained_run / "best"), "--task", "quora",
+                 "--input", str(data_dir / "quora-test-student.csv"), "--output", str(output)]) == 0
+    ids = [e.id for e in read_examples(TASKS["quora"], data_dir / "quora-test-student.csv", labelled=False).examples]
+    assert sorted(read_predictions(output)) == sorted(ids) and len(ids) == 3020
+
+
+def test_predict_text_and_evaluate_commands(trained_run, data_dir, capsys):
+    assert main(["predict", "--model", str(trained_run / "best"), "--task", "sts",
+                 "--text", "A dog runs.", "--text-pair", "A dog is running."]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    assert 0.0 <= line["prediction"] <= 5.0 and line["texts"] == ["A dog runs.", "A dog is running."]
+    assert main(["evaluate", "--model", str(trained_run / "best"), "--data-dir", str(data_dir), "--limit", "24"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    best = json.loads((trained_run / "results.json").read_text())["best"]
+    for key in ("sst_acc", "quora_acc", "sts_pearson", "composite"):
+        assert printed[key] == pytest.approx(best[key], abs=1e-6)
+
+
+def test_saved_model_reloads_to_identical_outputs(trained_run):
+    model = MultitaskModel.from_pretrained(trained_run / "best").eval()
+    again = MultitaskModel.from_pretrained(trained_run / "best").eval()
+    batch = model.tokenizer(["one two", "three"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(model.encoder(**batch).pooler_output, again.encoder(**batch).pooler_output)
+    assert set(model.heads) == {"sst", "quora", "sts"}
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_checkpoint, data_dir):
+    """Stop mid-epoch the way Ctrl-C does (a stop request after a step), resume, and compare with a
+    run that was never stopped: same metrics and bit-identical parameters."""
+    config = load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **{"train.epochs": 2}))
+    whole = Trainer(config, tmp_path / "whole").train()
+
+    def stop_at_step_5(trainer):
+        if trainer.step == 5:
+            trainer.stop.requested = True
+
+    first = Trainer(config, tmp_path / "cut", callbacks=[stop_at_step_5]).train()
+    assert first["interrupted"] and first["step"] == 5
+    assert main(["train", "--resume", str(tmp_path / "cut")]) == 0
+    resumed = json.loads((tmp_path / "cut" / "results.json").read_text())
+    assert resumed["best"] == whole["best"]
+    assert resumed["steps"] == whole["steps"]
+    ours = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["model"]
+    theirs = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert lines == (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()
+
+
+def test_max_steps_stops_early_and_still_evaluates(tmp_path, tiny_checkpoint, data_dir):
+    config = load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **{"train.max_steps": 4}))
+    results = Trainer(config, tmp_path / "short").train()
+    assert results["steps"] == 4 and results["best"]["step"] == 4
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train"], "needs --config"),
+    (["train", "--config", "nope.yaml"], "config file nope.yaml not found"),
+    (["train", "--config", "recipes/quickstart.yaml", "--set", "train.bogus=1"], "unknown option(s) bogus"),
+    (["train", "--resume", "/nonexistent/run"], "config.yaml not found"),
+    (["evaluate", "--model", "/nonexistent/model"], "not an mtbert model directory"),
+])
+def test_cli_errors_are_one_clear_line(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_existing_run_is_not_overwritten_silently(trained_run, capsys):
+    assert main(["train", "--config", "recipes/quickstart.yaml", "--output-dir", str(trained_run)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_wrong_head_shapes_are_refused(trained_run, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from mtbert import CheckpointError
+
+    copy = tmp_path / "best"
+    shutil.copytree(trained_run / "best", copy)
+    heads = load_file(str(copy / "heads.safetensors"))
+    heads["sst.output.weight"] = torch.zeros(3, heads["sst.output.weight"].shape[1])
+    save_file(heads, str(copy / "heads.safetensors"))
+    with pytest.raises(CheckpointError, match=r"sst.output.weight: file \(3, 32\) vs model \(5, 32\)"):
+        MultitaskModel.from_pretrained(copy)
