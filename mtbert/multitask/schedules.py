@@ -11,17 +11,12 @@ from typing import Callable
 
 import torch
 
+from ..registry import Registry
+
 Plan = list[tuple[str, list[int]]]
 ScheduleFn = Callable[[dict[str, list[list[int]]], torch.Generator], Plan]
-BATCH_SCHEDULES: dict[str, ScheduleFn] = {}
-
-
-def register_schedule(name: str):
-    def decorator(function: ScheduleFn) -> ScheduleFn:
-        BATCH_SCHEDULES[name] = function
-        return function
-
-    return decorator
+BATCH_SCHEDULES: Registry[ScheduleFn] = Registry("batch schedule")
+register_schedule = BATCH_SCHEDULES.register
 
 
 @register_schedule("shuffled")
@@ -38,7 +33,4 @@ def sequential(task_batches: dict[str, list[list[int]]], generator: torch.Genera
     return [(task, batch) for task, batches in task_batches.items() for batch in batches]
 
 
-def get_schedule(name: str) -> ScheduleFn:
-    if name not in BATCH_SCHEDULES:
-        raise ValueError(f"unknown batch schedule {name!r}; choose one of {', '.join(sorted(BATCH_SCHEDULES))}")
-    return BATCH_SCHEDULES[name]
+get_schedule = BATCH_SCHEDULES.get

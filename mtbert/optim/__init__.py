@@ -6,20 +6,22 @@ from typing import Callable, Iterable
 
 import torch
 
+from ..registry import Registry
 from .adamw import AdamW
 from .schedules import LR_SCHEDULES, make_lr_scheduler, register_lr_schedule
 
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adamw": AdamW,
-    # torch's fused kernel: one switch away, for users who want the last few milliseconds per step.
-    "torch_adamw": lambda params, **kw: torch.optim.AdamW(params, foreach=True, **kw),
-}
+OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
+OPTIMIZERS.register("adamw")(AdamW)
+
+
+@OPTIMIZERS.register("torch_adamw")
+def torch_adamw(params: Iterable, **options) -> torch.optim.Optimizer:
+    """torch's own AdamW (foreach kernels; fused on CUDA): one switch away from ours."""
+    return torch.optim.AdamW(params, **options)
 
 
 def make_optimizer(name: str, params: Iterable, **options) -> torch.optim.Optimizer:
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(sorted(OPTIMIZERS))}")
-    return OPTIMIZERS[name](params, **options)
+    return OPTIMIZERS.get(name)(params, **options)
 
 
 __all__ = ["AdamW", "LR_SCHEDULES", "OPTIMIZERS", "make_lr_scheduler", "make_optimizer", "register_lr_schedule"]

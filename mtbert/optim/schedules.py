@@ -8,16 +8,11 @@ from typing import Callable
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from ..registry import Registry
+
 Multiplier = Callable[[int], float]
-LR_SCHEDULES: dict[str, Callable[[int, int], Multiplier]] = {}
-
-
-def register_lr_schedule(name: str):
-    def decorator(factory: Callable[[int, int], Multiplier]):
-        LR_SCHEDULES[name] = factory
-        return factory
-
-    return decorator
+LR_SCHEDULES: Registry[Callable[[int, int], Multiplier]] = Registry("lr schedule")
+register_lr_schedule = LR_SCHEDULES.register
 
 
 @register_lr_schedule("constant")
@@ -51,6 +46,4 @@ def warmup_cosine_decay(warmup_steps: int, total_steps: int) -> Multiplier:
 
 
 def make_lr_scheduler(optimizer: Optimizer, name: str, warmup_steps: int, total_steps: int) -> LambdaLR:
-    if name not in LR_SCHEDULES:
-        raise ValueError(f"unknown lr schedule {name!r}; choose one of {', '.join(sorted(LR_SCHEDULES))}")
-    return LambdaLR(optimizer, LR_SCHEDULES[name](warmup_steps, total_steps))
+    return LambdaLR(optimizer, LR_SCHEDULES.get(name)(warmup_steps, total_steps))

@@ -14,27 +14,13 @@ import torch
 from torch import nn
 
 from ..bert import EncoderOutput
+from ..registry import Registry
 from .spec import TaskSpec
 
-HEADS: dict[str, type["TaskHead"]] = {}
-POOLINGS: dict[str, Callable[[EncoderOutput, torch.Tensor], torch.Tensor]] = {}
-
-
-def register_head(name: str):
-    def decorator(cls: type["TaskHead"]) -> type["TaskHead"]:
-        cls.registry_name = name
-        HEADS[name] = cls
-        return cls
-
-    return decorator
-
-
-def register_pooling(name: str):
-    def decorator(function):
-        POOLINGS[name] = function
-        return function
-
-    return decorator
+HEADS: Registry[type["TaskHead"]] = Registry("head")
+POOLINGS: Registry[Callable[[EncoderOutput, torch.Tensor], torch.Tensor]] = Registry("pooling")
+register_head = HEADS.register
+register_pooling = POOLINGS.register
 
 
 @register_pooling("pooler")
@@ -62,13 +48,11 @@ class TaskHead(nn.Module):
 
     def __init__(self, spec: TaskSpec, hidden_size: int, dropout: float = 0.1, pooling: str = "pooler"):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(sorted(POOLINGS))}")
         if self.pair_only and not spec.is_pair:
             raise ValueError(f"head {self.registry_name!r} needs a sentence-pair task; {spec.name!r} has one text")
         self.spec = spec
         self.pooling = pooling
-        self.pool = POOLINGS[pooling]
+        self.pool = POOLINGS.get(pooling)
         self.dropout = nn.Dropout(dropout)
 
     def options(self) -> dict:
@@ -103,9 +87,7 @@ class PairCrossEncoderHead(LinearHead):
 
 
 def build_head(name: str, spec: TaskSpec, hidden_size: int, **options) -> TaskHead:
-    if name not in HEADS:
-        raise ValueError(f"unknown head {name!r} for task {spec.name!r}; choose one of {', '.join(sorted(HEADS))}")
-    return HEADS[name](spec, hidden_size, **options)
+    return HEADS.get(name)(spec, hidden_size, **options)
 
 
 def default_head_name(spec: TaskSpec) -> str:

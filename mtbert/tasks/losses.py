@@ -7,19 +7,13 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..registry import Registry
 from .spec import TaskSpec
 
 Loss = Callable[[torch.Tensor, torch.Tensor, TaskSpec], torch.Tensor]
-LOSSES: dict[str, Loss] = {}
+LOSSES: Registry[Loss] = Registry("loss")
+register_loss = LOSSES.register
 DEFAULT_LOSS = {"classification": "cross_entropy", "binary": "bce", "regression": "mse"}
-
-
-def register_loss(name: str):
-    def decorator(function: Loss) -> Loss:
-        LOSSES[name] = function
-        return function
-
-    return decorator
 
 
 @register_loss("cross_entropy")
@@ -37,10 +31,7 @@ def mean_squared_error(outputs: torch.Tensor, labels: torch.Tensor, spec: TaskSp
     return F.mse_loss(outputs.float(), labels.float())
 
 
-def get_loss(name: str) -> Loss:
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(sorted(LOSSES))}")
-    return LOSSES[name]
+get_loss = LOSSES.get
 
 
 def predictions_from_outputs(outputs: torch.Tensor, spec: TaskSpec) -> torch.Tensor:
