@@ -4,6 +4,7 @@ never taken mid-update); a second one interrupts at once."""
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 
@@ -16,7 +17,8 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nmtbert: stopping after this step and saving a checkpoint (Ctrl-C again to abort now)", flush=True)
+        print("\nmtbert: stopping after this step and saving a checkpoint (Ctrl-C again to abort now)",
+              file=sys.stderr, flush=True)
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():

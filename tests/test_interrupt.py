@@ -1,0 +1,41 @@
+"""A real Ctrl-C (SIGINT) on `mtbert train`: it saves a checkpoint, exits 130, and --resume finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from mtbert.cli import main
+
+
+def test_sigint_saves_a_checkpoint_and_resume_finishes(tmp_path, tiny_checkpoint, data_dir):
+    run = tmp_path / "run"
+    sets = {"model.name": tiny_checkpoint, "data.dir": data_dir, "data.limit": 16, "train.epochs": 12,
+            "train.batch_size": 8, "train.progress": "false", "model.max_length": 32}
+    command = [sys.executable, "-m", "mtbert.cli", "train", "--config", "recipes/quickstart.yaml",
+               "--output-dir", str(run)]
+    for key, value in sets.items():
+        command += ["--set", f"{key}={value}"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().strip()):
+        time.sleep(0.2)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "continue with: mtbert train --resume" in err
+    stopped = json.loads(out)
+    assert stopped["interrupted"] and 0 < stopped["step"] < 12 * 6
+    assert (run / "checkpoint.pt").exists() and not (run / "results.json").exists()
+    assert main(["train", "--resume", str(run)]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["steps"] == 12 * 6  # 3 tasks x ceil(16 / 8) batches per epoch
+    epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
+    assert epochs == list(range(12))
