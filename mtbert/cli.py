@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -21,27 +20,22 @@ def _setup_logging(run_dir: Optional[Path] = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
 
 
-def _data_dir_override(args: argparse.Namespace) -> None:
-    if getattr(args, "data_dir", None):
-        os.environ["MTBERT_DATA_DIR"] = args.data_dir
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .train import Trainer, default_run_dir
 
-    _data_dir_override(args)
+    overrides = list(args.set) + ([f"data.dir={args.data_dir}"] if args.data_dir else [])
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").exists():
             raise FileNotFoundError(f"{run_dir / 'config.yaml'} not found: --resume takes a run directory")
         if args.config:
             raise ValueError("--resume continues a run with its saved config.yaml; do not pass --config")
-        config = load_config(run_dir / "config.yaml", args.set)
+        config = load_config(run_dir / "config.yaml", overrides)
     else:
         if not args.config:
             raise ValueError("mtbert train needs --config FILE (e.g. recipes/quickstart.yaml) or --resume RUN_DIR")
-        config = load_config(args.config, args.set)
+        config = load_config(args.config, overrides)
         run_dir = default_run_dir(config, args.output_dir)
         if (run_dir / "checkpoint.pt").exists() and not args.overwrite:
             raise FileExistsError(f"{run_dir} already holds a run: --resume {run_dir} to continue it, "
@@ -62,15 +56,13 @@ def _load_model_and_precision(args: argparse.Namespace):
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .config import DATA_DIR_ENV
+    from .config import resolve_data_dir
     from .evaluate import evaluate_split, prediction_file_name, write_predictions
     from .train.data import load_task_splits
 
     _setup_logging()
-    _data_dir_override(args)
     model, precision = _load_model_and_precision(args)
-    data_dir = Path(os.environ.get(DATA_DIR_ENV) or "data")
-    data = load_task_splits(model, data_dir, args.limit, splits=(args.split,))
+    data = load_task_splits(model, resolve_data_dir(args.data_dir), args.limit, splits=(args.split,))
     features = {t: d.get(args.split) for t, d in data.items() if d.get(args.split) is not None}
     metrics, predictions = evaluate_split(model, features, args.batch_size, precision)
     if args.output_dir:
@@ -123,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-dir", help="run directory (default runs/<name>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its checkpoint")
     train.add_argument("--overwrite", action="store_true", help="start again in a directory that holds a run")
-    train.add_argument("--data-dir", help="directory of the task files (default data.dir or $MTBERT_DATA_DIR)")
+    train.add_argument("--data-dir", help="directory of the task files (sets data.dir; default $MTBERT_DATA_DIR or ./data)")
     train.set_defaults(handler=cmd_train)
 
     for name, handler, help_text in (("evaluate", cmd_evaluate, "score a trained model on a labelled split"),

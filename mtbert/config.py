@@ -36,7 +36,7 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    dir: str = "data"                 # overridden by $MTBERT_DATA_DIR when set, and by --data-dir
+    dir: str = ""                     # "" = $MTBERT_DATA_DIR, else ./data; --data-dir sets this field
     tasks: list[str] = dataclasses.field(default_factory=lambda: ["sst", "quora", "sts"])
     limit: Optional[int] = None       # first N examples of each split (smoke runs)
     custom_tasks: list[dict] = dataclasses.field(default_factory=list)  # TaskSpec fields per user task
@@ -84,7 +84,12 @@ class ExperimentConfig:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
 
     def resolved_data_dir(self) -> Path:
-        return Path(os.environ.get(DATA_DIR_ENV) or self.data.dir)
+        return resolve_data_dir(self.data.dir)
+
+
+def resolve_data_dir(explicit: Optional[str] = None) -> Path:
+    """An explicit directory wins; then $MTBERT_DATA_DIR; then ./data."""
+    return Path(explicit or os.environ.get(DATA_DIR_ENV) or "data")
 
 
 def _plain(value: Any) -> Any:

@@ -50,3 +50,14 @@ def test_bad_files(tmp_path):
     (tmp_path / "unknown.yaml").write_text("trian:\n  lr: 1\n")
     with pytest.raises(ConfigError, match=r"unknown.yaml: : unknown option\(s\) trian|unknown option\(s\) trian"):
         load_config(tmp_path / "unknown.yaml")
+
+
+def test_data_dir_precedence(monkeypatch, tmp_path):
+    from mtbert.config import DATA_DIR_ENV, resolve_data_dir
+
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    assert load_config(None).resolved_data_dir() == Path("data")
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    assert load_config(None).resolved_data_dir() == tmp_path
+    assert load_config(None, ["data.dir=explicit"]).resolved_data_dir() == Path("explicit")
+    assert resolve_data_dir("flag") == Path("flag")
