@@ -11,13 +11,11 @@ single-task fine-tuning of the same encoder with Hugging Face transformers (3 ep
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import time
 from pathlib import Path
 
-import torch
 
 from common import machine, markdown_table, save
 from mtbert.config import load_config

@@ -25,8 +25,9 @@ class DataError(ValueError):
     """A problem in a data file, with the file and line it was found on."""
 
     def __init__(self, path: Union[str, Path], line: int, problem: str):
+        """``line`` is 1-based; 0 means the problem is with the file as a whole."""
         self.path, self.line, self.problem = str(path), line, problem
-        super().__init__(f"{path}, line {line}: {problem}")
+        super().__init__(f"{path}, line {line}: {problem}" if line else f"{path}: {problem}")
 
 
 @dataclasses.dataclass(frozen=True)

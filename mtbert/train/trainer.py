@@ -176,7 +176,7 @@ class Trainer:
         shutil.rmtree(old, ignore_errors=True)
 
     def write_predictions(self, model: MultitaskModel) -> None:
-        for task, splits in self.data.items():
+        for splits in self.data.values():
             for split in ("dev", "test"):
                 features = splits.get(split)
                 if features is None or len(features) == 0:
