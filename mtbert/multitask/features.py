@@ -8,6 +8,7 @@ longest segment, never to a fixed length.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional, Sequence
 
 import torch
@@ -28,7 +29,7 @@ class TaskFeatures:
     def __len__(self) -> int:
         return len(self.examples)
 
-    @property
+    @functools.cached_property
     def lengths(self) -> list[int]:
         """Tokens per example after padding its segments to a common length (what a batch pays for)."""
         return [max(len(ids) for ids, _ in parts) * len(parts) for parts in self.segments]

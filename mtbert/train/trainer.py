@@ -147,7 +147,9 @@ class Trainer:
 
     # ----- evaluation ---------------------------------------------------------------------
     def dev_features(self) -> dict:
-        return {t: d.get("dev") for t, d in self.data.items() if d.get("dev") is not None and d.get("dev").labels is not None}
+        """Each task's labelled dev split; tasks without one are left out of evaluation."""
+        splits = {task: data.get("dev") for task, data in self.data.items()}
+        return {task: dev for task, dev in splits.items() if dev is not None and dev.labels is not None}
 
     def evaluate_dev(self, train_loss: float) -> dict:
         metrics, _ = evaluate_split(self.model, self.dev_features(), self.config.train.eval_batch_size, self.precision)
