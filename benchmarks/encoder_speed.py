@@ -13,7 +13,6 @@ bf16 is skipped on a CPU without native bf16 (emulated, it runs ~50x slower than
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 import torch
 
@@ -21,9 +20,7 @@ from common import machine, markdown_table, matmul_peak, save, timed
 from mtbert import AdamW, BertConfig, BertModel
 from mtbert.bert.checkpoint import embedded_model_path
 from mtbert.bert.model import count_flops_per_token
-from mtbert.precision import cpu_has_native_bf16
-
-DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+from mtbert.precision import Precision, cpu_has_native_bf16
 
 
 def load_pair(name: str, device: torch.device):
@@ -41,11 +38,11 @@ def load_pair(name: str, device: torch.device):
     return ours.to(device), theirs.to(device)
 
 
-def measure(model, optimizer, batch, dtype, device, repeats, train: bool) -> float:
-    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
+def measure(model, optimizer, batch, precision: Precision, repeats, train: bool) -> float:
+    device = precision.device
 
     def train_step():
-        with autocast():
+        with precision.autocast():
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         loss = out.last_hidden_state.float().pow(2).mean() + out.pooler_output.float().mean()
         loss.backward()
@@ -54,7 +51,7 @@ def measure(model, optimizer, batch, dtype, device, repeats, train: bool) -> flo
 
     @torch.no_grad()
     def infer():
-        with autocast():
+        with precision.autocast():
             model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
 
     model.train(train)
@@ -81,8 +78,8 @@ def main() -> None:
     tokens = batch_size * length
     rows, records = [], []
     for precision in precisions:
-        dtype = DTYPES[precision]
-        peak = matmul_peak(dtype or torch.float32, device)
+        autocast = Precision(precision, device)
+        peak = matmul_peak(autocast.dtype or torch.float32, device)
         for name in args.models.split(","):
             ours, theirs = load_pair(name, device)
             flops = count_flops_per_token(ours.config, length) * tokens
@@ -91,7 +88,7 @@ def main() -> None:
                 seconds = {}
                 for label, model, opt_cls in (("ours", ours, AdamW), ("transformers", theirs, torch.optim.AdamW)):
                     optimizer = opt_cls(model.parameters(), lr=1e-5)
-                    seconds[label] = measure(model, optimizer, batch, dtype, device, args.repeats, train)
+                    seconds[label] = measure(model, optimizer, batch, autocast, args.repeats, train)
                 work = flops * (3 if train else 1)
                 for label in seconds:
                     result[f"{mode}_{label}_tok_s"] = tokens / seconds[label]

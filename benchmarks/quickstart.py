@@ -16,9 +16,9 @@ import shutil
 import time
 from pathlib import Path
 
-
 from common import machine, markdown_table, save
 from mtbert.config import load_config
+from mtbert.tasks import composite_score
 from mtbert.train import Trainer
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
@@ -39,7 +39,7 @@ def main() -> None:
     results = trainer.train()
     wall = time.perf_counter() - started
     best = results["best"]
-    reference_composite = (REFERENCE["sst_acc"] + REFERENCE["quora_acc"] + (REFERENCE["sts_pearson"] + 1) / 2) / 3
+    reference_composite = composite_score(REFERENCE, {"sst": "accuracy", "quora": "accuracy", "sts": "pearson"})
     rows = [
         ["mtbert quickstart (one multitask model)", f"{best['sst_acc']:.3f}", f"{best['quora_acc']:.3f}",
          f"{best['sts_pearson']:.3f}", f"{best['composite']:.3f}", f"{wall / 60:.1f} min",

@@ -58,13 +58,12 @@ def _load_model_and_precision(args: argparse.Namespace):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .config import resolve_data_dir
     from .evaluate import evaluate_split, prediction_file_name, write_predictions
-    from .train.data import load_task_splits
+    from .train.data import labelled_split, load_task_splits
 
     _setup_logging()
     model, precision = _load_model_and_precision(args)
     data = load_task_splits(model, resolve_data_dir(args.data_dir), args.limit, splits=(args.split,))
-    features = {t: d.get(args.split) for t, d in data.items() if d.get(args.split) is not None}
-    metrics, predictions = evaluate_split(model, features, args.batch_size, precision)
+    metrics, predictions = evaluate_split(model, labelled_split(data, args.split), args.batch_size, precision)
     if args.output_dir:
         for task, result in predictions.items():
             spec = model.specs[task]

@@ -25,6 +25,12 @@ class TaskSplits:
         return self.splits.get(split)
 
 
+def labelled_split(data: dict[str, TaskSplits], split: str) -> dict[str, TaskFeatures]:
+    """Each task's ``split`` where it exists and has labels; other tasks are left out of scoring."""
+    features = {task: splits.get(split) for task, splits in data.items()}
+    return {task: f for task, f in features.items() if f is not None and f.labels is not None}
+
+
 def task_specs(config: ExperimentConfig) -> list[TaskSpec]:
     """The configured tasks, registering the user's custom tasks first."""
     for values in config.data.custom_tasks:

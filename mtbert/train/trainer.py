@@ -27,9 +27,9 @@ from ..config import ExperimentConfig
 from ..evaluate import evaluate_split, predict_features, prediction_file_name, write_predictions
 from ..multitask import MultitaskModel, bucketed_batches, collate, get_schedule, random_batches
 from .builder import build_model, build_optimizer, task_losses
-from .data import TaskSplits, load_task_splits
-from .interrupt import StopRequest
 from ..precision import resolve_device, resolve_precision
+from .data import TaskSplits, labelled_split, load_task_splits
+from .interrupt import StopRequest
 from .state import STATE_FILE, atomic_torch_save, load_training_state, restore_rng_states, rng_states
 
 log = logging.getLogger("mtbert")
@@ -146,13 +146,13 @@ class Trainer:
         log.info("resumed %s at step %d (epoch %d, batch %d)", self.run_dir, self.step, self.epoch, self.position)
 
     # ----- evaluation ---------------------------------------------------------------------
-    def dev_features(self) -> dict:
-        """Each task's labelled dev split; tasks without one are left out of evaluation."""
-        splits = {task: data.get("dev") for task, data in self.data.items()}
-        return {task: dev for task, dev in splits.items() if dev is not None and dev.labels is not None}
+    def mean_epoch_loss(self) -> float:
+        total, count = self.epoch_loss
+        return total / count if count else float("nan")
 
     def evaluate_dev(self, train_loss: float) -> dict:
-        metrics, _ = evaluate_split(self.model, self.dev_features(), self.config.train.eval_batch_size, self.precision)
+        dev = labelled_split(self.data, "dev")
+        metrics, _ = evaluate_split(self.model, dev, self.config.train.eval_batch_size, self.precision)
         record = {"step": self.step, "epoch": self.epoch, "split": "dev", **metrics,
                   "train_loss": train_loss, "lr": self.lr_scheduler.get_last_lr()[0]}
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
@@ -221,14 +221,12 @@ class Trainer:
             self.position += 1
             bar.update(1)
             elapsed = time.perf_counter() - started
-            bar.set_postfix(loss=f"{loss:.3f}", task=task,
-                            tok_s=f"{(self.counters['real_tokens'] - tokens_at_start) / max(elapsed, 1e-9):.0f}")
+            tokens_per_second = (self.counters["real_tokens"] - tokens_at_start) / max(elapsed, 1e-9)
+            bar.set_postfix(loss=f"{loss:.3f}", task=task, tok_s=f"{tokens_per_second:.0f}")
             every = self.config.train.log_every
             if every and self.step % every == 0:
-                total, count = self.epoch_loss
                 log.info("step %d/%d epoch %d: mean loss %.4f, %.0f tokens/s", self.step, self.total_steps,
-                         self.epoch + 1, total / max(count, 1),
-                         (self.counters["real_tokens"] - tokens_at_start) / max(elapsed, 1e-9))
+                         self.epoch + 1, self.mean_epoch_loss(), tokens_per_second)
             for callback in self.callbacks:
                 callback(self)
             if self.stop.requested:
@@ -241,8 +239,7 @@ class Trainer:
         bar.close()
         self.save_state()  # the epoch's batches are done: an interruption during evaluation redoes only that
         if self.config.train.eval_every_epoch or self.step >= self.total_steps:
-            total, count = self.epoch_loss
-            self.evaluate_dev(total / count if count else float("nan"))
+            self.evaluate_dev(self.mean_epoch_loss())
         if self.position >= len(plan):
             self.epoch, self.position = self.epoch + 1, 0
             self.epoch_loss = [0.0, 0]
