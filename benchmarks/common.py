@@ -67,3 +67,28 @@ def save(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def run_recipe(recipe: str | Path, overrides: list[str], run_dir: str | Path):
+    """Train a recipe from scratch in ``run_dir``: returns (trainer, results, wall seconds).
+
+    Wall time covers everything a user waits for: loading, tokenizing, training, dev evaluation each
+    epoch, and the prediction files.
+    """
+    import logging
+    import shutil
+
+    from mtbert.config import load_config
+    from mtbert.train import Trainer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    run_dir = Path(run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    config = load_config(recipe, ["train.progress=false", *overrides])
+    started = time.perf_counter()
+    trainer = Trainer(config, run_dir)
+    results = trainer.train()
+    return trainer, results, time.perf_counter() - started

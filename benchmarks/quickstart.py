@@ -11,17 +11,11 @@ single-task fine-tuning of the same encoder with Hugging Face transformers (3 ep
 from __future__ import annotations
 
 import argparse
-import logging
-import shutil
-import time
-from pathlib import Path
 
-from common import machine, markdown_table, save
-from mtbert.config import load_config
+from common import RECIPES, machine, markdown_table, run_recipe, save
 from mtbert.tasks import composite_score
-from mtbert.train import Trainer
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+RECIPE = RECIPES / "quickstart.yaml"
 REFERENCE = {"sst_acc": 0.482, "quora_acc": 0.835, "sts_pearson": 0.854}
 
 
@@ -30,14 +24,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--output-dir", default="runs/quickstart-bench")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    run_dir = Path(args.output_dir)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    config = load_config(RECIPE, ["train.progress=false", *args.set])
-    started = time.perf_counter()
-    trainer = Trainer(config, run_dir)
-    results = trainer.train()
-    wall = time.perf_counter() - started
+    trainer, results, wall = run_recipe(RECIPE, args.set, args.output_dir)
+    config = trainer.config
     best = results["best"]
     reference_composite = composite_score(REFERENCE, {"sst": "accuracy", "quora": "accuracy", "sts": "pearson"})
     rows = [

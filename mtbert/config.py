@@ -24,7 +24,9 @@ class HeadConfig:
     type: str = ""            # "" = the task's default (linear for one text, cross_encoder for pairs)
     pooling: str = "pooler"   # sentence vector: pooler | cls | mean
     dropout: float = 0.1
-    loss: str = ""            # "" = the kind's default (cross_entropy, bce, mse)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)  # the head's own, e.g. {product: true}
+    loss: str = ""            # "" = the kind's default (cross_entropy, bce, mse); "a+b" adds two losses
+    loss_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # per loss name
 
 
 @dataclasses.dataclass
@@ -32,6 +34,9 @@ class ModelConfig:
     name: str = "all-MiniLM-L6-v2"   # checkpoint dir, embedded name, or hub id
     max_length: int = 128             # tokens per input, truncated longest-first for pairs
     heads: dict[str, HeadConfig] = dataclasses.field(default_factory=dict)  # per task; missing = defaults
+    shared_hidden_layer: bool = False # one linear + ReLU shared by all heads, on every sentence vector (002)
+    freeze: str = "none"              # none | encoder (train the heads only; the handout's "pretrain" mode)
+    trainable_top_layers: int = 0     # with freeze: encoder, still train the top N layers and the pooler
 
 
 @dataclasses.dataclass
@@ -55,6 +60,7 @@ class TrainConfig:
     lr_schedule: str = "linear"       # constant | linear | cosine (after warm-up)
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0        # 0 disables clipping
+    penalties: dict[str, float] = dataclasses.field(default_factory=dict)  # parameter penalty -> weight, e.g. {l2: 1.0e-6}
     seed: int = 11711
     max_steps: Optional[int] = None   # stop after this many optimizer steps
     schedule: str = "shuffled"        # batch schedule across tasks

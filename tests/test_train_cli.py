@@ -150,7 +150,7 @@ def test_wrong_head_shapes_are_refused(trained_run, tmp_path):
     copy = tmp_path / "best"
     shutil.copytree(trained_run / "best", copy)
     heads = load_file(str(copy / "heads.safetensors"))
-    heads["sst.output.weight"] = torch.zeros(3, heads["sst.output.weight"].shape[1])
+    heads["heads.sst.output.weight"] = torch.zeros(3, heads["heads.sst.output.weight"].shape[1])
     save_file(heads, str(copy / "heads.safetensors"))
     with pytest.raises(CheckpointError, match=r"sst.output.weight: file \(3, 32\) vs model \(5, 32\)"):
         MultitaskModel.from_pretrained(copy)

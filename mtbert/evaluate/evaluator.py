@@ -35,7 +35,7 @@ def predict_features(model: MultitaskModel, features: TaskFeatures, batch_size: 
     for indices in sorted_batches(features.lengths, batch_size):
         batch = collate(features, indices, model.tokenizer.pad_token_id).to(precision.device)
         with precision.autocast():
-            result = model(batch).float().cpu()
+            result = model(batch).scores.float().cpu()
         for row, index in enumerate(indices):
             outputs[index] = result[row]
     stacked = torch.stack(outputs) if outputs else torch.empty(0)

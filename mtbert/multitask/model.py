@@ -16,10 +16,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..bert import BertModel, BertTokenizer, CheckpointError, EncoderOutput
-from ..tasks import TaskSpec, build_head, default_head_name
+from ..tasks import HeadContext, HeadOutput, SharedLayers, TaskSpec, build_head, default_head_name
 from .features import Batch
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2  # 2: heads.safetensors holds "heads." and "shared." keys; mtbert.json has shared_hidden_layer
+FREEZE_MODES = ("none", "encoder")
 
 
 def split_output(output: EncoderOutput, parts: int) -> list[EncoderOutput]:
@@ -32,30 +33,67 @@ def split_output(output: EncoderOutput, parts: int) -> list[EncoderOutput]:
 
 
 class MultitaskModel(nn.Module):
+    """The shared encoder, one head per task, and the layers heads share (``shared``).
+
+    ``shared_hidden_layer`` puts one linear + ReLU, shared by every head, on each sentence vector
+    before its head (report 002's weight sharing).
+    """
+
     def __init__(self, encoder: BertModel, tokenizer: BertTokenizer, specs: list[TaskSpec],
-                 head_settings: Optional[dict[str, dict]] = None, max_length: int = 128):
+                 head_settings: Optional[dict[str, dict]] = None, max_length: int = 128,
+                 shared_hidden_layer: bool = False):
         super().__init__()
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.specs = {spec.name: spec for spec in specs}
         self.max_length = max_length
+        self.shared_hidden_layer = shared_hidden_layer
+        self.encoder_frozen = False
+        self.shared = SharedLayers()
+        if shared_hidden_layer:
+            size = encoder.hidden_size
+            self.shared[SharedLayers.SENTENCE] = nn.Sequential(nn.Linear(size, size), nn.ReLU())
+        context = HeadContext(encoder.config, self.shared)
         self.head_settings: dict[str, dict] = {}
         self.heads = nn.ModuleDict()
         for spec in specs:
             settings = dict((head_settings or {}).get(spec.name, {}))
             name = settings.pop("type", "") or default_head_name(spec)
-            head = build_head(name, spec, encoder.hidden_size, **settings)
+            head = build_head(name, spec, context, **settings)
             self.heads[spec.name] = head
             self.head_settings[spec.name] = {"type": name, **head.options()}
 
     def encoding(self, task: str) -> str:
         return self.heads[task].encoding
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        """The head's raw output for the batch: logits, one logit, or a score."""
+    def forward(self, batch: Batch) -> HeadOutput:
+        """The head's output for the batch: ``scores`` (logits, one logit, or a score), and the sentence
+        vectors for Siamese heads."""
         output = self.encoder(batch.input_ids, batch.attention_mask, batch.token_type_ids)
         masks = batch.attention_mask.chunk(batch.num_segments, dim=0)
         return self.heads[batch.task](split_output(output, batch.num_segments), masks)
+
+    # ----- freezing -----------------------------------------------------------------------
+    def freeze_encoder(self, trainable_top_layers: int = 0) -> None:
+        """Fix the encoder's parameters, except its top ``trainable_top_layers`` layers and, with them,
+        the pooler. A wholly frozen encoder also stays in eval mode (no dropout) while the heads train,
+        so it is a fixed feature extractor, and no graph is built through it."""
+        layers = len(self.encoder.layers)
+        if not 0 <= trainable_top_layers <= layers:
+            raise ValueError(f"trainable_top_layers must be between 0 and {layers}, not {trainable_top_layers}")
+        self.encoder.requires_grad_(False)
+        if trainable_top_layers:
+            for layer in self.encoder.layers[layers - trainable_top_layers:]:
+                layer.requires_grad_(True)
+            self.encoder.pooler.requires_grad_(True)
+        self.encoder_frozen = trainable_top_layers == 0
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "MultitaskModel":
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.eval()
+        return self
 
     # ----- saving and loading -------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:
@@ -63,11 +101,11 @@ class MultitaskModel(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        heads = {k: v.detach().contiguous() for k, v in self.heads.state_dict().items()}
-        save_file(heads, str(directory / "heads.safetensors"), metadata={"format": "pt"})
+        save_file(self.task_state(), str(directory / "heads.safetensors"), metadata={"format": "pt"})
         description = {
             "format": MODEL_FORMAT,
             "max_length": self.max_length,
+            "shared_hidden_layer": self.shared_hidden_layer,
             "tasks": [spec.to_dict() for spec in self.specs.values()],
             "heads": self.head_settings,
         }
@@ -85,19 +123,29 @@ class MultitaskModel(nn.Module):
             raise CheckpointError(f"{description_file}: unsupported format {description.get('format')!r}")
         specs = [TaskSpec.from_dict(values) for values in description["tasks"]]
         model = cls(BertModel.from_pretrained(directory), BertTokenizer.from_pretrained(directory), specs,
-                    description["heads"], description.get("max_length", 128))
+                    description["heads"], description.get("max_length", 128),
+                    description.get("shared_hidden_layer", False))
         heads_file = directory / "heads.safetensors"
         if not heads_file.exists():
             raise CheckpointError(f"{heads_file} not found")
         model.load_heads(load_file(str(heads_file)), str(heads_file))
         return model
 
+    def task_state(self) -> dict[str, torch.Tensor]:
+        """Everything but the encoder: the heads and the shared layers, one tensor per parameter."""
+        state = {f"heads.{k}": v for k, v in self.heads.state_dict().items()}
+        state.update({f"shared.{k}": v for k, v in self.shared.state_dict().items()})
+        return {k: v.detach().contiguous() for k, v in state.items()}
+
     def load_heads(self, state: dict[str, torch.Tensor], source: str) -> None:
-        expected = self.heads.state_dict()
+        expected = self.task_state()
         problems = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
                     for k, v in state.items() if k in expected and v.shape != expected[k].shape]
         problems += [f"{k}: missing" for k in expected if k not in state]
         problems += [f"{k}: unexpected" for k in state if k not in expected]
         if problems:
             raise CheckpointError(f"{source} does not fit the heads in mtbert.json:\n  " + "\n  ".join(problems))
-        self.heads.load_state_dict(state)
+        heads = {k[len("heads."):]: v for k, v in state.items() if k.startswith("heads.")}
+        shared = {k[len("shared."):]: v for k, v in state.items() if k.startswith("shared.")}
+        self.heads.load_state_dict(heads)
+        self.shared.load_state_dict(shared)

@@ -6,10 +6,10 @@ from torch import nn
 
 from ..bert import BertModel, BertTokenizer
 from ..config import ExperimentConfig
-from ..multitask import MultitaskModel
+from ..multitask import FREEZE_MODES, MultitaskModel
 from ..optim import make_lr_scheduler, make_optimizer
-from ..tasks import DEFAULT_LOSS, get_loss
-from .data import task_specs
+from ..tasks import LOSSES, build_task_loss
+from .data import TaskSplits, task_specs
 
 NO_DECAY_SUFFIXES = ("bias", "layer_norm.weight", "attention_norm.weight", "output_norm.weight")
 
@@ -22,19 +22,50 @@ def build_model(config: ExperimentConfig) -> MultitaskModel:
     for spec in specs:
         head = config.model.heads.get(spec.name)
         if head is not None:
-            settings[spec.name] = {"type": head.type, "pooling": head.pooling, "dropout": head.dropout}
+            settings[spec.name] = {"type": head.type, "pooling": head.pooling, "dropout": head.dropout,
+                                   **head.options}
     unknown = sorted(set(config.model.heads) - {s.name for s in specs})
     if unknown:
         raise ValueError(f"model.heads names task(s) not in data.tasks: {', '.join(unknown)}")
-    return MultitaskModel(encoder, tokenizer, specs, settings, config.model.max_length)
+    model = MultitaskModel(encoder, tokenizer, specs, settings, config.model.max_length,
+                           config.model.shared_hidden_layer)
+    apply_freezing(config, model)
+    return model
 
 
-def task_losses(config: ExperimentConfig, model: MultitaskModel) -> dict:
+def apply_freezing(config: ExperimentConfig, model: MultitaskModel) -> None:
+    mode, top = config.model.freeze, config.model.trainable_top_layers
+    if mode not in FREEZE_MODES:
+        raise ValueError(f"model.freeze must be one of {', '.join(FREEZE_MODES)}, not {mode!r}")
+    if mode == "encoder":
+        model.freeze_encoder(top)
+    elif top:
+        raise ValueError("model.trainable_top_layers only applies with model.freeze: encoder")
+
+
+def task_losses(config: ExperimentConfig, model: MultitaskModel, data: dict[str, TaskSplits]) -> dict:
+    """Each task's label loss from its head config; the training labels feed ``balanced`` class weights."""
     losses = {}
     for name, spec in model.specs.items():
         head = config.model.heads.get(name)
-        losses[name] = get_loss((head.loss if head is not None else "") or DEFAULT_LOSS[spec.kind])
+        train = data[name].get("train") if name in data else None
+        losses[name] = build_task_loss(
+            spec, head.loss if head is not None else "", head.loss_options if head is not None else {},
+            provides_vectors=model.heads[name].provides_vectors,
+            train_labels=train.labels if train is not None else None)
     return losses
+
+
+def penalty_terms(config: ExperimentConfig, model: nn.Module) -> list:
+    """(weight, penalty, parameters) for each configured parameter penalty, over the decayed parameters."""
+    terms = []
+    for name, weight in config.train.penalties.items():
+        penalty = LOSSES.get(name)
+        if penalty.role != "penalty":
+            raise ValueError(f"train.penalties: {name!r} is a {penalty.role}, not a parameter penalty")
+        if weight:
+            terms.append((weight, penalty(), parameter_groups(model, 0.0)[0]["params"]))
+    return terms
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:

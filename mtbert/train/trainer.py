@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..config import ExperimentConfig
 from ..evaluate import evaluate_split, predict_features, prediction_file_name, write_predictions
 from ..multitask import MultitaskModel, bucketed_batches, collate, get_schedule, random_batches
-from .builder import build_model, build_optimizer, task_losses
+from .builder import build_model, build_optimizer, penalty_terms, task_losses
 from ..precision import resolve_device, resolve_precision
 from .data import TaskSplits, labelled_split, load_task_splits
 from .interrupt import StopRequest
@@ -48,11 +48,12 @@ class Trainer:
         self.precision = resolve_precision(train.precision, self.device)
         torch.manual_seed(train.seed)
         self.model: MultitaskModel = build_model(config).to(self.device)
-        self.losses = task_losses(config, self.model)
         self.data: dict[str, TaskSplits] = load_task_splits(self.model, config.resolved_data_dir(), config.data.limit)
         missing = [t for t, d in self.data.items() if d.get("train") is None or len(d.get("train")) == 0]
         if missing:
             raise ValueError(f"no training examples for task(s) {', '.join(missing)}")
+        self.losses = task_losses(config, self.model, self.data)
+        self.penalties = penalty_terms(config, self.model)
         self.schedule = get_schedule(train.schedule)
         self.total_steps = sum(len(self.epoch_plan(e)) for e in range(train.epochs))
         if train.max_steps is not None:
@@ -89,8 +90,10 @@ class Trainer:
         features = self.data[task].get("train")
         batch = collate(features, indices, self.model.tokenizer.pad_token_id).to(self.device)
         with self.precision.autocast():
-            outputs = self.model(batch)
-        loss = self.losses[task](outputs, batch.labels, features.spec)
+            output = self.model(batch)
+        loss = self.losses[task](output, batch.labels)
+        for weight, penalty, parameters in self.penalties:
+            loss = loss + weight * penalty(parameters)
         if not torch.isfinite(loss):
             self.counters["skipped_nonfinite"] += 1
             log.warning("step %d: non-finite loss on task %s, batch skipped (%d so far)",
