@@ -1,0 +1,85 @@
+"""Every head, loss option and the freezing modes, trained end to end through the CLI on a tiny encoder."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mtbert.cli import main
+from mtbert.multitask import MultitaskModel
+
+from test_train_cli import tiny_overrides
+
+RICH_HEADS = ("model.heads={"
+              "sst: {type: transformer_layer, dropout: 0.3, loss: cross_entropy, "
+              "      loss_options: {cross_entropy: {class_weights: balanced, label_smoothing: 0.1}}},"
+              "quora: {type: relational, pooling: mean, loss: bce+cosine_embedding,"
+              "        loss_options: {cosine_embedding: {margin: 0.3}}},"
+              "sts: {type: relational, pooling: mean}}")
+
+
+def train(tmp_path, tiny_checkpoint, data_dir, *settings, name="run"):
+    args = ["train", "--config", "recipes/quickstart.yaml", "--output-dir", str(tmp_path / name)]
+    for item in tiny_overrides(tiny_checkpoint, data_dir, **{"train.epochs": 1}) + list(settings):
+        args += ["--set", item]
+    assert main(args) == 0
+    return tmp_path / name
+
+
+def test_rich_heads_losses_and_penalty_train_save_and_evaluate(tmp_path, tiny_checkpoint, data_dir, capsys):
+    run = train(tmp_path, tiny_checkpoint, data_dir, RICH_HEADS, "model.shared_hidden_layer=true",
+                "train.penalties={l2: 1.0e-4}")
+    described = json.loads((run / "best" / "mtbert.json").read_text())
+    assert described["shared_hidden_layer"] is True
+    assert described["heads"]["quora"]["type"] == "relational" and described["heads"]["sst"]["dropout"] == 0.3
+    stored = load_file(str(run / "best" / "heads.safetensors"))
+    assert "shared.relational_pairs.0.weight" in stored and "shared.sentence.0.weight" in stored
+    assert "heads.sst.layer.attention.qkv.weight" in stored
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(run / "best"), "--data-dir", str(data_dir), "--limit", "24"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    best = json.loads((run / "results.json").read_text())["best"]
+    assert printed["composite"] == pytest.approx(best["composite"], abs=1e-6)
+
+
+@pytest.mark.parametrize("head", ["siamese_concat", "cosine", "bilinear"])
+def test_siamese_heads_train_through_the_cli(tmp_path, tiny_checkpoint, data_dir, head):
+    run = train(tmp_path, tiny_checkpoint, data_dir, "data.tasks=[quora, sts]",
+                f"model.heads={{quora: {{type: {head}, loss: bce+mnr}}, sts: {{type: {head}}}}}")
+    model = MultitaskModel.from_pretrained(run / "best")
+    assert model.encoding("quora") == "separate" and model.heads["sts"].registry_name == head
+    lines = (run / "predictions" / "sts-dev-output.csv").read_text().splitlines()
+    assert len(lines) == 25
+
+
+def test_frozen_encoder_is_bit_identical_after_training(tmp_path, tiny_checkpoint, data_dir):
+    run = train(tmp_path, tiny_checkpoint, data_dir, "model.freeze=encoder", "data.tasks=[sst]", "model.heads={}")
+    before = load_file(str(tiny_checkpoint / "model.safetensors"))
+    after = load_file(str(run / "best" / "model.safetensors"))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    trained = sum(len(group["params"]) for group in state["optimizer"]["param_groups"])
+    assert trained == 2  # the linear head's weight and bias
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("model.freeze=layers", "model.freeze must be one of none, encoder"),
+    ("model.trainable_top_layers=1", "trainable_top_layers only applies with model.freeze: encoder"),
+    ("model.heads={quora: {type: cosine, options: {scale: 3, color: red}}}", r"head 'cosine' has no option\(s\) color"),
+    ("model.heads={sst: {type: cosine}}", "needs a sentence-pair task"),
+    ("model.heads={sst: {loss: mnr}}", "serves binary, regression tasks"),
+    ("train.penalties={symmetric_kl: 1.0}", "is a divergence, not a parameter penalty"),
+])
+def test_wrong_head_and_loss_settings_are_one_clear_line(tmp_path, tiny_checkpoint, data_dir, setting, message,
+                                                         capsys):
+    args = ["train", "--config", "recipes/quickstart.yaml", "--output-dir", str(tmp_path / "bad")]
+    for item in tiny_overrides(tiny_checkpoint, data_dir) + [setting]:
+        args += ["--set", item]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert re.search(message, err), err
