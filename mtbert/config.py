@@ -44,6 +44,7 @@ class DataConfig:
     dir: str = ""                     # "" = $MTBERT_DATA_DIR, else ./data; --data-dir sets this field
     tasks: list[str] = dataclasses.field(default_factory=lambda: ["sst", "quora", "sts"])
     limit: Optional[int] = None       # first N examples of each split (smoke runs)
+    shrink: int = 1                   # train on a seeded random 1/M of each training set (report 000's M)
     custom_tasks: list[dict] = dataclasses.field(default_factory=list)  # TaskSpec fields per user task
 
 
@@ -63,7 +64,16 @@ class TrainConfig:
     penalties: dict[str, float] = dataclasses.field(default_factory=dict)  # parameter penalty -> weight, e.g. {l2: 1.0e-6}
     seed: int = 11711
     max_steps: Optional[int] = None   # stop after this many optimizer steps
-    schedule: str = "shuffled"        # batch schedule across tasks
+    schedule: str = "shuffled"        # batch schedule: shuffled | sequential | zipped | cycled | round_robin |
+                                      #   interleaved | proportional | temperature | mixed
+    schedule_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {temperature: 2.0}
+    balancer: str = "sum"             # how a step's task losses combine: sum | mean | examples | dynamic |
+                                      #   learned | uncertainty
+    step_mode: str = "combined"       # combined: one update per step | separate: one update per task batch
+    surgery: str = "none"             # gradient surgery on the shared parameters: none | pcgrad | cagrad
+    surgery_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {c: 0.5} for cagrad
+    pretrain_task: str = ""           # train this task alone for pretrain_epochs first (report 004's rrobin-pre)
+    pretrain_epochs: int = 0          # epochs of that phase, before train.epochs of the multitask phase
     bucket_by_length: bool = True     # length-bucketed batches (sorted within shuffled buckets)
     bucket_batches: int = 50          # batches per bucket
     precision: str = "auto"           # auto | bf16 | fp16 | fp32

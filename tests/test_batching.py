@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtbert.multitask import BATCH_SCHEDULES, bucketed_batches, get_schedule, padding_share, random_batches, sorted_batches
+from mtbert.multitask import bucketed_batches, padding_share, random_batches, sorted_batches
 
 
 @settings(max_examples=80, deadline=None)
@@ -30,18 +30,3 @@ def test_bucketing_cuts_padding_and_still_shuffles():
     assert padding_share(lengths, bucketed) < 0.05
     other_epoch = bucketed_batches(lengths, 32, torch.Generator().manual_seed(2), 50)
     assert bucketed != other_epoch
-
-
-@pytest.mark.parametrize("name", sorted(BATCH_SCHEDULES))
-def test_schedules_visit_every_batch_once_and_repeat_per_seed(name):
-    batches = {"a": [[0, 1], [2]], "b": [[0], [1], [2], [3]], "c": [[5]]}
-    plan = get_schedule(name)(batches, torch.Generator().manual_seed(3))
-    assert sorted((t, tuple(b)) for t, b in plan) == sorted((t, tuple(b)) for t, bs in batches.items() for b in bs)
-    assert plan == get_schedule(name)(batches, torch.Generator().manual_seed(3))
-
-
-def test_sequential_keeps_task_order_and_unknown_schedule_is_named():
-    plan = get_schedule("sequential")({"a": [[0]], "b": [[1]]}, torch.Generator())
-    assert [t for t, _ in plan] == ["a", "b"]
-    with pytest.raises(ValueError, match="unknown batch schedule 'zigzag'"):
-        get_schedule("zigzag")

@@ -1,36 +1,189 @@
-"""Batch schedules: in what order the tasks' batches are visited within an epoch.
+"""Batch schedules: which tasks' batches make up each training step, in what order, and how long an
+epoch is.
 
-A schedule takes each task's list of batches for the epoch (already shuffled/bucketed) and returns
-the epoch's plan, a list of (task, batch indices). The plan is a pure function of the batches and a
-seeded generator, so a resumed run rebuilds the same plan and skips what it had done.
+A schedule is asked two things per epoch: each task's batch size (``batch_sizes``; most schedules use
+the configured one for every task) and, given each task's batches for the epoch (already shuffled and
+length-bucketed), the epoch's plan: a list of steps, each step a list of (task, example indices).
+A step with several tasks is combined into one update by the loss balancer (or split into one
+optimizer step per task with ``train.step_mode: separate``). The plan is a pure function of the
+batches and a seeded generator, so a resumed run rebuilds the same plan and skips what it had done.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from typing import Sequence
 
 import torch
 
 from ..registry import Registry
 
-Plan = list[tuple[str, list[int]]]
-ScheduleFn = Callable[[dict[str, list[list[int]]], torch.Generator], Plan]
-BATCH_SCHEDULES: Registry[ScheduleFn] = Registry("batch schedule")
+Step = list[tuple[str, list[int]]]
+Plan = list[Step]
+TaskBatches = dict[str, list[list[int]]]
+BATCH_SCHEDULES: Registry[type["BatchSchedule"]] = Registry("batch schedule")
 register_schedule = BATCH_SCHEDULES.register
 
 
+class BatchSchedule:
+    """Base class: every task at the configured batch size; subclasses implement ``plan``."""
+
+    registry_name = ""
+
+    def batch_sizes(self, sizes: dict[str, int], batch_size: int) -> dict[str, int]:
+        return {task: batch_size for task in sizes}
+
+    def plan(self, task_batches: TaskBatches, generator: torch.Generator) -> Plan:
+        raise NotImplementedError
+
+
+def _cycle(batches: list[list[int]], count: int, generator: torch.Generator) -> list[list[int]]:
+    """``count`` batches: the task's batches in order, then again in fresh random orders as needed."""
+    out = list(batches[:count])
+    while len(out) < count:
+        order = torch.randperm(len(batches), generator=generator).tolist()
+        out.extend(batches[i] for i in order[: count - len(out)])
+    return out
+
+
+def _round_robin(task_batches: TaskBatches, rounds: int) -> Plan:
+    """Task by task in the configured order, one batch each, ``rounds`` times; one task per step."""
+    return [[(task, batches[r])] for r in range(rounds) for task, batches in task_batches.items() if r < len(batches)]
+
+
 @register_schedule("shuffled")
-def shuffled(task_batches: dict[str, list[list[int]]], generator: torch.Generator) -> Plan:
-    """All tasks' batches in one random order (report 002's best order); an epoch covers every task once."""
-    plan = [(task, batch) for task, batches in task_batches.items() for batch in batches]
-    order = torch.randperm(len(plan), generator=generator).tolist()
-    return [plan[i] for i in order]
+class Shuffled(BatchSchedule):
+    """All tasks' batches in one random order, one task per step (report 002's best order).
+    Epoch: every example of every task once."""
+
+    def plan(self, task_batches: TaskBatches, generator: torch.Generator) -> Plan:
+        steps = [[(task, batch)] for task, batches in task_batches.items() for batch in batches]
+        return [steps[i] for i in torch.randperm(len(steps), generator=generator).tolist()]
 
 
 @register_schedule("sequential")
-def sequential(task_batches: dict[str, list[list[int]]], generator: torch.Generator) -> Plan:
-    """All batches of one task, then the next, in the configured task order (reports 000, 002)."""
-    return [(task, batch) for task, batches in task_batches.items() for batch in batches]
+class Sequential(BatchSchedule):
+    """All batches of one task, then the next, in the configured task order (reports 000, 002).
+    Epoch: every example of every task once."""
+
+    def plan(self, task_batches: TaskBatches, generator: torch.Generator) -> Plan:
+        return [[(task, batch)] for task, batches in task_batches.items() for batch in batches]
 
 
-get_schedule = BATCH_SCHEDULES.get
+@register_schedule("zipped")
+class Zipped(BatchSchedule):
+    """One batch of every task per step, combined into one update, stopping when the smallest task runs
+    out (report 000's zip). Epoch: (batches of the smallest task) steps; larger tasks see a prefix of a
+    fresh shuffle each epoch."""
+
+    def plan(self, task_batches: TaskBatches, generator: torch.Generator) -> Plan:
+        rounds = min(len(b) for b in task_batches.values())
+        return [[(task, batches[r]) for task, batches in task_batches.items()] for r in range(rounds)]
+
+
+@register_schedule("cycled")
+class Cycled(BatchSchedule):
+    """One batch of every task per step, running to the largest task and repeating the smaller ones in
+    fresh orders (report 000's cycle). Epoch: (batches of the largest task) steps."""
+
+    def plan(self, task_batches: TaskBatches, generator: torch.Generator) -> Plan:
+        rounds = max(len(b) for b in task_batches.values())
+        cycled = {task: _cycle(batches, rounds, generator) for task, batches in task_batches.items()}
+        return [[(task, cycled[task][r]) for task in cycled] for r in range(rounds)]
+
+
+@register_schedule("round_robin")
+class RoundRobin(BatchSchedule):
+    """Tasks in turn, one batch each per step, the same number of batches for every task (report 004's
+    "rrobin"). Epoch: tasks × (batches of the smallest task) steps."""
+
+    def plan(self, task_batches: TaskBatches, generator: torch.Generator) -> Plan:
+        return _round_robin(task_batches, min(len(b) for b in task_batches.values()))
+
+
+@register_schedule("interleaved")
+class Interleaved(BatchSchedule):
+    """Round-robin with per-task batch sizes chosen so that every task has as many batches as the
+    largest one has at the configured size; one epoch then covers every example of every task once
+    (report 004's "rrobin-full": all of Quora, smaller SST and STS batches)."""
+
+    def batch_sizes(self, sizes: dict[str, int], batch_size: int) -> dict[str, int]:
+        rounds = max(math.ceil(n / batch_size) for n in sizes.values())
+        return {task: max(1, math.ceil(n / rounds)) for task, n in sizes.items()}
+
+    def plan(self, task_batches: TaskBatches, generator: torch.Generator) -> Plan:
+        return _round_robin(task_batches, max(len(b) for b in task_batches.values()))
+
+
+@register_schedule("proportional")
+class Proportional(BatchSchedule):
+    """Each step's task drawn at random with probability ∝ n_t^(1/T) (T = ``temperature``; 1 gives
+    proportional sampling, large T uniform; as jiant offers). A task's batches are used in order and
+    reshuffled when used up. Epoch: as many steps as all tasks have batches."""
+
+    def __init__(self, temperature: float = 1.0):
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, not {temperature}")
+        self.temperature = temperature
+
+    def probabilities(self, task_batches: TaskBatches) -> dict[str, float]:
+        weights = {task: sum(len(b) for b in batches) ** (1.0 / self.temperature)
+                   for task, batches in task_batches.items()}
+        total = sum(weights.values())
+        return {task: w / total for task, w in weights.items()}
+
+    def plan(self, task_batches: TaskBatches, generator: torch.Generator) -> Plan:
+        tasks = list(task_batches)
+        probabilities = self.probabilities(task_batches)
+        steps = sum(len(b) for b in task_batches.values())
+        draws = torch.multinomial(torch.tensor([probabilities[t] for t in tasks], dtype=torch.float64), steps,
+                                  replacement=True, generator=generator).tolist()
+        needed = {task: draws.count(i) for i, task in enumerate(tasks)}
+        streams = {task: iter(_cycle(task_batches[task], needed[task], generator)) for task in tasks}
+        return [[(tasks[i], next(streams[tasks[i]]))] for i in draws]
+
+
+@register_schedule("temperature")
+class Temperature(Proportional):
+    """Proportional sampling flattened by a temperature (default T = 2: p ∝ √n)."""
+
+    def __init__(self, temperature: float = 2.0):
+        super().__init__(temperature)
+
+
+@register_schedule("mixed")
+class Mixed(BatchSchedule):
+    """Every step holds examples of every task, in proportion to the tasks' sizes (about ``batch_size``
+    in all), combined into one loss averaged over the step's examples (report 003; use it with
+    ``train.balancer: examples``). Epoch: every example of every task once (smaller tasks' last
+    batches are cycled when rounding leaves them a batch short)."""
+
+    def batch_sizes(self, sizes: dict[str, int], batch_size: int) -> dict[str, int]:
+        total = sum(sizes.values())
+        return {task: max(1, round(batch_size * n / total)) for task, n in sizes.items()}
+
+    def plan(self, task_batches: TaskBatches, generator: torch.Generator) -> Plan:
+        rounds = max(len(b) for b in task_batches.values())
+        cycled = {task: _cycle(batches, rounds, generator) for task, batches in task_batches.items()}
+        return [[(task, cycled[task][r]) for task in cycled] for r in range(rounds)]
+
+
+def build_schedule(name: str, options: dict | None = None) -> BatchSchedule:
+    schedule_class = BATCH_SCHEDULES.get(name)
+    try:
+        return schedule_class(**(options or {}))
+    except TypeError as error:
+        raise ValueError(f"batch schedule {name!r}: bad train.schedule_options {options!r} ({error})") from None
+
+
+def plan_counts(plan: Plan, tasks: Sequence[str]) -> dict[str, int]:
+    """Examples per task in a plan: what an epoch of this schedule covers."""
+    counts = {task: 0 for task in tasks}
+    for step in plan:
+        for task, indices in step:
+            counts[task] += len(indices)
+    return counts
+
+
+def get_schedule(name: str) -> BatchSchedule:
+    return build_schedule(name)

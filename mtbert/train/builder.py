@@ -77,9 +77,14 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(config: ExperimentConfig, model: nn.Module, total_steps: int):
+def build_optimizer(config: ExperimentConfig, model: nn.Module, total_steps: int, extra: nn.Module | None = None):
+    """AdamW over the model (decay on weights only) and ``extra``'s parameters (learned loss weights,
+    never decayed), with the LR schedule over ``total_steps`` optimizer updates."""
     train = config.train
-    optimizer = make_optimizer(train.optimizer, parameter_groups(model, train.weight_decay), lr=train.lr,
-                               betas=tuple(train.betas), eps=train.eps)
+    groups = parameter_groups(model, train.weight_decay)
+    extra_params = [p for p in extra.parameters() if p.requires_grad] if extra is not None else []
+    if extra_params:
+        groups.append({"params": extra_params, "weight_decay": 0.0})
+    optimizer = make_optimizer(train.optimizer, groups, lr=train.lr, betas=tuple(train.betas), eps=train.eps)
     warmup = int(round(train.warmup_ratio * total_steps))
     return optimizer, make_lr_scheduler(optimizer, train.lr_schedule, warmup, total_steps)

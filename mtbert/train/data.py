@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+import torch
+
 from ..config import ExperimentConfig
 from ..multitask import MultitaskModel, TaskFeatures, featurize
 from ..tasks import TaskSpec, get_task, read_examples, register_task
@@ -40,9 +42,20 @@ def task_specs(config: ExperimentConfig) -> list[TaskSpec]:
     return [get_task(name) for name in config.data.tasks]
 
 
+def shrink_examples(examples: list, shrink: int, seed: int) -> list:
+    """A seeded random 1/M of the examples (at least one), in file order (report 000's shrink factor M)."""
+    if shrink < 1:
+        raise ValueError(f"data.shrink must be a whole number >= 1, not {shrink}")
+    if shrink == 1 or not examples:
+        return examples
+    keep = max(1, len(examples) // shrink)
+    chosen = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed)).tolist()[:keep]
+    return [examples[i] for i in sorted(chosen)]
+
+
 def load_task_splits(model: MultitaskModel, data_dir: Path, limit: Optional[int] = None,
-                     splits: tuple[str, ...] = SPLITS) -> dict[str, TaskSplits]:
-    """Read and tokenize every split the model's tasks have files for."""
+                     splits: tuple[str, ...] = SPLITS, shrink: int = 1, seed: int = 0) -> dict[str, TaskSplits]:
+    """Read and tokenize every split the model's tasks have files for; ``shrink`` thins the training sets."""
     result = {}
     for name, spec in model.specs.items():
         features, skipped = {}, {}
@@ -52,6 +65,11 @@ def load_task_splits(model: MultitaskModel, data_dir: Path, limit: Optional[int]
             read = read_examples(spec, data_dir / spec.files[split], labelled=split != "test", limit=limit)
             log.info("%s %s: %s", name, split, read.summary())
             skipped[split] = read.skipped_empty_label
-            features[split] = featurize(model.tokenizer, spec, read.examples, model.encoding(name), model.max_length)
+            examples = read.examples
+            if split == "train" and shrink != 1:
+                examples = shrink_examples(examples, shrink, seed)
+                log.info("%s train: kept %d of %d examples (shrink factor %d)", name, len(examples),
+                         len(read.examples), shrink)
+            features[split] = featurize(model.tokenizer, spec, examples, model.encoding(name), model.max_length)
         result[name] = TaskSplits(spec, features, skipped)
     return result

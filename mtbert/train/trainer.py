@@ -25,11 +25,13 @@ from tqdm.auto import tqdm
 
 from ..config import ExperimentConfig
 from ..evaluate import evaluate_split, predict_features, prediction_file_name, write_predictions
-from ..multitask import MultitaskModel, bucketed_batches, collate, get_schedule, random_batches
+from ..multitask import (MultitaskModel, Plan, build_balancer, build_schedule, build_surgery, bucketed_batches,
+                         random_batches)
 from .builder import build_model, build_optimizer, penalty_terms, task_losses
 from ..precision import resolve_device, resolve_precision
 from .data import TaskSplits, labelled_split, load_task_splits
 from .interrupt import StopRequest
+from .step import StepRunner, optimizer_steps
 from .state import STATE_FILE, atomic_torch_save, load_training_state, restore_rng_states, rng_states
 
 log = logging.getLogger("mtbert")
@@ -48,17 +50,25 @@ class Trainer:
         self.precision = resolve_precision(train.precision, self.device)
         torch.manual_seed(train.seed)
         self.model: MultitaskModel = build_model(config).to(self.device)
-        self.data: dict[str, TaskSplits] = load_task_splits(self.model, config.resolved_data_dir(), config.data.limit)
+        self.data: dict[str, TaskSplits] = load_task_splits(self.model, config.resolved_data_dir(), config.data.limit,
+                                                            shrink=config.data.shrink, seed=train.seed)
         missing = [t for t, d in self.data.items() if d.get("train") is None or len(d.get("train")) == 0]
         if missing:
             raise ValueError(f"no training examples for task(s) {', '.join(missing)}")
         self.losses = task_losses(config, self.model, self.data)
         self.penalties = penalty_terms(config, self.model)
-        self.schedule = get_schedule(train.schedule)
-        self.total_steps = sum(len(self.epoch_plan(e)) for e in range(train.epochs))
+        if train.pretrain_epochs and train.pretrain_task not in self.data:
+            raise ValueError(f"train.pretrain_task {train.pretrain_task!r} is not one of data.tasks "
+                             f"({', '.join(self.data)})")
+        self.schedule = build_schedule(train.schedule, train.schedule_options)
+        self.balancer = build_balancer(train.balancer, list(self.model.specs.values())).to(self.device)
+        self.total_epochs = train.pretrain_epochs + train.epochs
+        plans = [step for e in range(self.total_epochs) for step in self.epoch_plan(e)]
         if train.max_steps is not None:
-            self.total_steps = min(self.total_steps, train.max_steps)
-        self.optimizer, self.lr_scheduler = build_optimizer(config, self.model, self.total_steps)
+            plans = plans[: train.max_steps]
+        self.total_steps = len(plans)
+        self.optimizer, self.lr_scheduler = build_optimizer(config, self.model, optimizer_steps(plans, train.step_mode),
+                                                            self.balancer)
         self.scaler = self.precision.grad_scaler()
         self.stop = StopRequest()
         self.step = 0
@@ -69,53 +79,34 @@ class Trainer:
         self.epoch_loss = [0.0, 0]  # sum and count of finite losses this epoch, saved so resume logs the same
         self.counters = {"examples": 0, "real_tokens": 0, "padded_tokens": 0, "train_seconds": 0.0,
                          "skipped_nonfinite": 0}
+        self.runner = StepRunner(
+            self.model, self.losses, self.penalties, self.balancer,
+            build_surgery(train.surgery, train.surgery_options), train.step_mode, self.optimizer,
+            self.lr_scheduler, self.scaler, self.precision, train.max_grad_norm,
+            lambda task: self.data[task].get("train"), self.counters)
 
     # ----- the epoch plan -----------------------------------------------------------------
-    def epoch_plan(self, epoch: int) -> list[tuple[str, list[int]]]:
-        """The epoch's (task, batch) order: a pure function of seed and epoch, so resume can rebuild it."""
+    def epoch_plan(self, epoch: int) -> Plan:
+        """The epoch's steps: a pure function of seed and epoch, so resume can rebuild it. Epochs before
+        ``train.pretrain_epochs`` train the pre-training task alone."""
         train = self.config.train
         generator = torch.Generator().manual_seed(train.seed * 100_003 + epoch)
+        tasks = [train.pretrain_task] if epoch < train.pretrain_epochs else list(self.data)
+        sizes = {task: len(self.data[task].get("train")) for task in tasks}
+        batch_sizes = self.schedule.batch_sizes(sizes, train.batch_size)
         task_batches = {}
-        for task, splits in self.data.items():
-            features = splits.get("train")
+        for task in tasks:
+            features = self.data[task].get("train")
             if train.bucket_by_length:
-                task_batches[task] = bucketed_batches(features.lengths, train.batch_size, generator, train.bucket_batches)
+                task_batches[task] = bucketed_batches(features.lengths, batch_sizes[task], generator,
+                                                      train.bucket_batches)
             else:
-                task_batches[task] = random_batches(len(features), train.batch_size, generator)
-        return self.schedule(task_batches, generator)
+                task_batches[task] = random_batches(len(features), batch_sizes[task], generator)
+        return self.schedule.plan(task_batches, generator)
 
-    # ----- one optimizer step -------------------------------------------------------------
-    def train_step(self, task: str, indices: list[int]) -> float:
-        self.model.train()
-        features = self.data[task].get("train")
-        batch = collate(features, indices, self.model.tokenizer.pad_token_id).to(self.device)
-        with self.precision.autocast():
-            output = self.model(batch)
-        loss = self.losses[task](output, batch.labels)
-        for weight, penalty, parameters in self.penalties:
-            loss = loss + weight * penalty(parameters)
-        if not torch.isfinite(loss):
-            self.counters["skipped_nonfinite"] += 1
-            log.warning("step %d: non-finite loss on task %s, batch skipped (%d so far)",
-                        self.step, task, self.counters["skipped_nonfinite"])
-            self.optimizer.zero_grad(set_to_none=True)
-            return float("nan")
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
-        if self.scaler:
-            self.scaler.unscale_(self.optimizer)
-        if self.config.train.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.max_grad_norm)
-        if self.scaler:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.lr_scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.counters["examples"] += batch.size
-        self.counters["real_tokens"] += batch.real_tokens
-        self.counters["padded_tokens"] += batch.padded_tokens
-        return float(loss.detach())
+    def train_step(self, step) -> float:
+        """One plan step (one or more task batches); returns the sum of its tasks' losses."""
+        return self.runner.run(step, self.step)
 
     # ----- checkpoints --------------------------------------------------------------------
     def save_state(self) -> None:
@@ -124,6 +115,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else {},
+            "balancer": self.balancer.state_dict(),
             "step": self.step, "epoch": self.epoch, "position": self.position,
             "best_score": self.best_score, "metric_lines": self.metric_lines, "epoch_loss": list(self.epoch_loss),
             "counters": dict(self.counters), "rng": rng_states(),
@@ -137,6 +129,7 @@ class Trainer:
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         if self.scaler and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
+        self.balancer.load_state_dict(state.get("balancer", {}))
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.best_score, self.metric_lines = state["best_score"], state["metric_lines"]
         self.epoch_loss = list(state["epoch_loss"])
@@ -198,9 +191,8 @@ class Trainer:
         else:
             self.config.save(self.run_dir / "config.yaml")
             (self.run_dir / "metrics.jsonl").write_text("", encoding="utf-8")
-        train = self.config.train
         with self.stop:
-            while self.epoch < train.epochs and self.step < self.total_steps:
+            while self.epoch < self.total_epochs and self.step < self.total_steps:
                 if not self._run_epoch():
                     return {"interrupted": True, "step": self.step, "run_dir": str(self.run_dir)}
         return self.finish()
@@ -213,9 +205,10 @@ class Trainer:
                    dynamic_ncols=True, leave=False)
         started, tokens_at_start = time.perf_counter(), self.counters["real_tokens"]
         while self.position < len(plan) and self.step < self.total_steps:
-            task, indices = plan[self.position]
+            step = plan[self.position]
             step_started = time.perf_counter()
-            loss = self.train_step(task, indices)
+            loss = self.train_step(step)
+            task = "+".join(t for t, _ in step)
             self.counters["train_seconds"] += time.perf_counter() - step_started
             if math.isfinite(loss):
                 self.epoch_loss[0] += loss

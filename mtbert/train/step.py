@@ -1,0 +1,146 @@
+"""One training step: forward each task batch of the step, its loss, then one update (the balanced
+sum, or the surgically combined per-task gradients) or one update per task (``step_mode: separate``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from ..multitask import Batch, LossBalancer, MultitaskModel, Step, collate
+from ..multitask.surgery import GradientSurgery
+from ..precision import Precision
+
+log = logging.getLogger("mtbert")
+STEP_MODES = ("combined", "separate")
+
+
+class StepRunner:
+    def __init__(self, model: MultitaskModel, losses: dict, penalties: list, balancer: LossBalancer,
+                 surgery: Optional[GradientSurgery], step_mode: str, optimizer, lr_scheduler, scaler,
+                 precision: Precision, max_grad_norm: float, features: Callable[[str], object], counters: dict):
+        if step_mode not in STEP_MODES:
+            raise ValueError(f"train.step_mode must be one of {', '.join(STEP_MODES)}, not {step_mode!r}")
+        if surgery is not None and step_mode == "separate":
+            raise ValueError("gradient surgery combines the tasks of a step into one update; "
+                             "it does not apply with train.step_mode: separate")
+        self.model, self.losses, self.penalties, self.balancer = model, losses, penalties, balancer
+        self.surgery, self.step_mode = surgery, step_mode
+        self.optimizer, self.lr_scheduler, self.scaler = optimizer, lr_scheduler, scaler
+        self.precision, self.max_grad_norm = precision, max_grad_norm
+        self.features, self.counters = features, counters
+        self.shared = [p for p in list(model.encoder.parameters()) + list(model.shared.parameters()) if p.requires_grad]
+
+    # ----- pieces -------------------------------------------------------------------------
+    def _loss(self, task: str, indices: list[int]) -> tuple[torch.Tensor, Batch]:
+        features = self.features(task)
+        batch = collate(features, indices, self.model.tokenizer.pad_token_id).to(self.precision.device)
+        with self.precision.autocast():
+            output = self.model(batch)
+        return self.losses[task](output, batch.labels), batch
+
+    def _penalty(self) -> Optional[torch.Tensor]:
+        terms = [weight * penalty(parameters) for weight, penalty, parameters in self.penalties]
+        return sum(terms) if terms else None
+
+    def _backward(self, value: torch.Tensor, retain_graph: bool = False) -> None:
+        (self.scaler.scale(value) if self.scaler else value).backward(retain_graph=retain_graph)
+
+    def _update(self) -> None:
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        if self.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _count(self, batch: Batch) -> None:
+        self.counters["examples"] += batch.size
+        self.counters["real_tokens"] += batch.real_tokens
+        self.counters["padded_tokens"] += batch.padded_tokens
+
+    def _skip(self, step_number: int, tasks: list[str]) -> float:
+        self.counters["skipped_nonfinite"] += 1
+        log.warning("step %d: non-finite loss on %s, update skipped (%d so far)", step_number, ", ".join(tasks),
+                    self.counters["skipped_nonfinite"])
+        self.optimizer.zero_grad(set_to_none=True)
+        return float("nan")
+
+    # ----- a step -------------------------------------------------------------------------
+    def run(self, step: Step, step_number: int) -> float:
+        """Train on one plan step; returns the sum of its tasks' losses (NaN when skipped)."""
+        self.model.train()
+        self.balancer.train()
+        if self.step_mode == "separate":
+            return self._run_separate(step, step_number)
+        losses, examples, batches = {}, {}, []
+        for task, indices in step:
+            losses[task], batch = self._loss(task, indices)
+            examples[task] = batch.size
+            batches.append(batch)
+        bad = [task for task, loss in losses.items() if not torch.isfinite(loss)]
+        if bad:
+            return self._skip(step_number, bad)
+        terms = self.balancer.terms(losses, examples)
+        penalty = self._penalty()
+        if self.surgery is None or len(terms) < 2:
+            total = sum(terms.values())
+            self._backward(total + penalty if penalty is not None else total)
+        else:
+            self._surgery_backward(terms)
+            if penalty is not None:
+                self._backward(penalty)
+        self._update()
+        for batch in batches:
+            self._count(batch)
+        return float(sum(loss.detach() for loss in losses.values()))
+
+    def _run_separate(self, step: Step, step_number: int) -> float:
+        """One optimizer step per task batch of the step (report 004), each with its own LR-schedule step."""
+        total = 0.0
+        for task, indices in step:
+            loss, batch = self._loss(task, indices)
+            if not torch.isfinite(loss):
+                self._skip(step_number, [task])
+                total = float("nan")
+                continue
+            term = self.balancer.terms({task: loss}, {task: batch.size})[task]
+            penalty = self._penalty()
+            self._backward(term + penalty if penalty is not None else term)
+            self._update()
+            self._count(batch)
+            total += float(loss.detach())
+        return total
+
+    def _surgery_backward(self, terms: dict[str, torch.Tensor]) -> None:
+        """Each task's gradient of the shared parameters from its own backward, combined by the surgery;
+        the heads (and learned balancer weights) accumulate their plain gradients meanwhile."""
+        rows = []
+        names = list(terms)
+        for i, task in enumerate(names):
+            self._backward(terms[task], retain_graph=i < len(names) - 1)  # balancer weights share a graph
+            rows.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
+                                   for p in self.shared]))
+            for p in self.shared:
+                p.grad = None
+        combined = self.surgery(torch.stack(rows))
+        offset = 0
+        for p in self.shared:
+            p.grad = combined[offset: offset + p.numel()].view_as(p).to(p.dtype)
+            offset += p.numel()
+
+
+def optimizer_steps(plan_steps: list[Step], step_mode: str) -> int:
+    """Optimizer updates a list of plan steps makes: one per step, or one per task batch when separate."""
+    return sum(len(step) for step in plan_steps) if step_mode == "separate" else len(plan_steps)
+
+
+def trainable(module: nn.Module) -> list[nn.Parameter]:
+    return [p for p in module.parameters() if p.requires_grad]

@@ -1,0 +1,132 @@
+"""Schedules, balancers, step modes and gradient surgery inside the trainer, on a tiny encoder:
+exact resume for each, the surgery sees each task's own gradient, and pre-training / shrink phases."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from mtbert.config import load_config
+from mtbert.multitask import build_surgery
+from mtbert.train import Trainer
+from mtbert.train.data import shrink_examples
+from mtbert.train.step import StepRunner
+
+from test_train_cli import tiny_overrides
+
+
+def tiny_config(tiny_checkpoint, data_dir, **settings):
+    values = {"train.checkpoint_every": 0, "data.limit": 20, **settings}
+    return load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **values))
+
+
+@pytest.mark.parametrize("schedule, balancer, extra", [
+    ("zipped", "learned", {}),
+    ("cycled", "dynamic", {"train.surgery": "pcgrad"}),
+    ("proportional", "sum", {}),
+    ("interleaved", "uncertainty", {"train.step_mode": "separate"}),
+    ("mixed", "examples", {"train.surgery": "cagrad"}),
+    ("round_robin", "mean", {}),
+])
+def test_each_schedule_resumes_mid_epoch_exactly(tmp_path, tiny_checkpoint, data_dir, schedule, balancer, extra):
+    config = tiny_config(tiny_checkpoint, data_dir, **{"train.schedule": schedule, "train.balancer": balancer,
+                                                       **extra})
+    whole = Trainer(config, tmp_path / "whole").train()
+
+    def stop_at_step_3(trainer):
+        if trainer.step == 3:
+            trainer.stop.requested = True
+
+    assert Trainer(config, tmp_path / "cut", callbacks=[stop_at_step_3]).train()["interrupted"]
+    resumed = Trainer(config, tmp_path / "cut").train(resume=True)
+    assert resumed["best"] == whole["best"] and resumed["steps"] == whole["steps"]
+    ours = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    theirs = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    assert all(torch.equal(ours["model"][k], theirs["model"][k]) for k in theirs["model"])
+    assert all(torch.equal(ours["balancer"][k], theirs["balancer"][k]) for k in theirs["balancer"])
+
+
+def test_surgery_gets_each_tasks_own_gradient_and_its_result_is_applied(tmp_path, tiny_checkpoint, data_dir):
+    config = tiny_config(tiny_checkpoint, data_dir, **{"train.schedule": "zipped", "train.surgery": "pcgrad",
+                                                       "train.max_grad_norm": 0, "data.tasks": "[sst, sts]",
+                                                       "model.heads": "{}"})
+    trainer = Trainer(config, tmp_path / "run")
+    reference_model = copy.deepcopy(trainer.model)
+    runner = trainer.runner
+    seen, applied = [], []
+    pcgrad = build_surgery("pcgrad")
+
+    def recording_surgery(rows, generator=None):
+        seen.append(rows.clone())
+        return pcgrad(rows, torch.Generator().manual_seed(0))
+
+    runner.surgery = recording_surgery
+    update = runner._update
+    runner._update = lambda: (applied.append([p.grad.clone() for p in runner.shared]), update())[1]
+    step = trainer.epoch_plan(0)[0]
+    assert [task for task, _ in step] == ["sst", "sts"]
+    torch.manual_seed(5)
+    trainer.train_step(step)
+
+    reference = StepRunner(reference_model, trainer.losses, [], trainer.balancer, None, "combined", None, None, None,
+                           trainer.precision, 0.0, runner.features, dict(runner.counters))
+    reference_model.train()
+    torch.manual_seed(5)  # same dropout masks: same forwards in the same order
+    losses = [reference._loss(task, indices)[0] for task, indices in step]
+    rows = []
+    for loss in losses:
+        grads = torch.autograd.grad(loss, reference.shared, retain_graph=True, allow_unused=True)
+        rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                               for g, p in zip(grads, reference.shared)]))
+    assert torch.allclose(seen[0], torch.stack(rows), atol=1e-6)
+    expected = pcgrad(torch.stack(rows), torch.Generator().manual_seed(0))
+    assert torch.allclose(torch.cat([g.reshape(-1) for g in applied[0]]), expected, atol=1e-6)
+
+
+def test_separate_steps_make_one_update_per_task_batch(tmp_path, tiny_checkpoint, data_dir):
+    config = tiny_config(tiny_checkpoint, data_dir, **{"train.schedule": "zipped", "train.step_mode": "separate",
+                                                       "train.epochs": 1})
+    trainer = Trainer(config, tmp_path / "run")
+    plan = trainer.epoch_plan(0)
+    trainer.train()
+    updates = sum(len(step) for step in plan)
+    assert trainer.lr_scheduler.last_epoch == updates
+    state = trainer.optimizer.state_dict()["state"]
+    assert max(int(s["step"]) for s in state.values()) == updates
+
+
+def test_pretraining_phase_trains_one_task_first(tmp_path, tiny_checkpoint, data_dir):
+    config = tiny_config(tiny_checkpoint, data_dir, **{"train.pretrain_task": "quora", "train.pretrain_epochs": 1,
+                                                       "train.epochs": 1})
+    trainer = Trainer(config, tmp_path / "run")
+    assert {task for step in trainer.epoch_plan(0) for task, _ in step} == {"quora"}
+    assert {task for step in trainer.epoch_plan(1) for task, _ in step} == {"sst", "quora", "sts"}
+    results = trainer.train()
+    assert trainer.epoch == 2 and results["steps"] == trainer.total_steps
+    bad = tiny_config(tiny_checkpoint, data_dir, **{"train.pretrain_task": "cfimdb", "train.pretrain_epochs": 1})
+    with pytest.raises(ValueError, match="pretrain_task 'cfimdb' is not one of data.tasks"):
+        Trainer(bad, tmp_path / "bad")
+
+
+def test_shrink_keeps_a_seeded_one_in_m(tmp_path, tiny_checkpoint, data_dir):
+    examples = list(range(1000))
+    kept = shrink_examples(examples, 4, seed=7)
+    assert len(kept) == 250 and kept == sorted(kept) and kept == shrink_examples(examples, 4, seed=7)
+    assert kept != shrink_examples(examples, 4, seed=8)
+    with pytest.raises(ValueError, match="data.shrink must be a whole number >= 1"):
+        shrink_examples(examples, 0, seed=7)
+    config = tiny_config(tiny_checkpoint, data_dir, **{"data.shrink": 4})
+    trainer = Trainer(config, tmp_path / "run")
+    assert len(trainer.data["sst"].get("train")) == 5 and len(trainer.data["sst"].get("dev")) == 20
+
+
+def test_bad_step_settings_are_named(tmp_path, tiny_checkpoint, data_dir):
+    with pytest.raises(ValueError, match="train.step_mode must be one of combined, separate"):
+        Trainer(tiny_config(tiny_checkpoint, data_dir, **{"train.step_mode": "parallel"}), tmp_path / "a")
+    with pytest.raises(ValueError, match="does not apply with train.step_mode: separate"):
+        Trainer(tiny_config(tiny_checkpoint, data_dir, **{"train.step_mode": "separate", "train.surgery": "pcgrad"}),
+                tmp_path / "b")
+    with pytest.raises(ValueError, match="unknown loss balancer 'nash'"):
+        Trainer(tiny_config(tiny_checkpoint, data_dir, **{"train.balancer": "nash"}), tmp_path / "c")
