@@ -37,6 +37,9 @@ class ModelConfig:
     shared_hidden_layer: bool = False # one linear + ReLU shared by all heads, on every sentence vector (002)
     freeze: str = "none"              # none | encoder (train the heads only; the handout's "pretrain" mode)
     trainable_top_layers: int = 0     # with freeze: encoder, still train the top N layers and the pooler
+    init_from: str = ""               # start from a saved mtbert model (a run's best/): encoder, heads, tokenizer
+    trainable_heads: list[str] = dataclasses.field(default_factory=list)  # train only these heads, all else
+                                      #   frozen, only their tasks in the schedule (report 003's final stage)
 
 
 @dataclasses.dataclass
@@ -45,6 +48,9 @@ class DataConfig:
     tasks: list[str] = dataclasses.field(default_factory=lambda: ["sst", "quora", "sts"])
     limit: Optional[int] = None       # first N examples of each split (smoke runs)
     shrink: int = 1                   # train on a seeded random 1/M of each training set (report 000's M)
+    augment: list[str] = dataclasses.field(default_factory=list)  # auxiliary sentiment data (report 003):
+                                      #   cfimdb_to_sst, quora_sentiment_consistency, sts_sentiment_consistency
+    augment_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # e.g. {threshold: 4.0}
     custom_tasks: list[dict] = dataclasses.field(default_factory=list)  # TaskSpec fields per user task
 
 
@@ -70,6 +76,8 @@ class TrainConfig:
     balancer: str = "sum"             # how a step's task losses combine: sum | mean | examples | dynamic |
                                       #   learned | uncertainty
     step_mode: str = "combined"       # combined: one update per step | separate: one update per task batch
+    task_weights: dict[str, float] = dataclasses.field(default_factory=dict)  # fixed loss weight per task
+                                      #   (with sentiment augmentation the defaults are report 003's ½ and ⅙s)
     surgery: str = "none"             # gradient surgery on the shared parameters: none | pcgrad | cagrad
     surgery_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {c: 0.5} for cagrad
     pretrain_task: str = ""           # train this task alone for pretrain_epochs first (report 004's rrobin-pre)

@@ -10,7 +10,7 @@ import torch
 from mtbert.multitask import LOSS_BALANCERS, build_balancer, build_surgery
 from mtbert.tasks import TASKS
 
-SPECS = [TASKS["sst"], TASKS["quora"], TASKS["sts"]]
+SPECS = {name: TASKS[name].kind for name in ("sst", "quora", "sts")}
 LOSSES = {"sst": torch.tensor(1.5), "quora": torch.tensor(0.5), "sts": torch.tensor(2.0)}
 EXAMPLES = {"sst": 10, "quora": 20, "sts": 10}
 

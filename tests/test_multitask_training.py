@@ -70,7 +70,7 @@ def test_surgery_gets_each_tasks_own_gradient_and_its_result_is_applied(tmp_path
     torch.manual_seed(5)
     trainer.train_step(step)
 
-    reference = StepRunner(reference_model, trainer.losses, [], trainer.balancer, None, "combined", None, None, None,
+    reference = StepRunner(reference_model, trainer.objectives, [], trainer.balancer, None, "combined", None, None, None,
                            trainer.precision, 0.0, runner.features, dict(runner.counters))
     reference_model.train()
     torch.manual_seed(5)  # same dropout masks: same forwards in the same order
@@ -130,3 +130,24 @@ def test_bad_step_settings_are_named(tmp_path, tiny_checkpoint, data_dir):
                 tmp_path / "b")
     with pytest.raises(ValueError, match="unknown loss balancer 'nash'"):
         Trainer(tiny_config(tiny_checkpoint, data_dir, **{"train.balancer": "nash"}), tmp_path / "c")
+
+
+def test_final_stage_tunes_one_head_of_a_saved_model(tmp_path, tiny_checkpoint, data_dir):
+    first = Trainer(tiny_config(tiny_checkpoint, data_dir, **{"train.epochs": 1}), tmp_path / "first")
+    first.train()
+    best = tmp_path / "first" / "best"
+    stage = tiny_config(tiny_checkpoint, data_dir, **{"model.init_from": str(best), "model.heads": "{}",
+                                                      "model.trainable_heads": "[sst]", "train.epochs": 1})
+    trainer = Trainer(stage, tmp_path / "final")
+    assert {task for step in trainer.epoch_plan(0) for task, _ in step} == {"sst"}
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    results = trainer.train()
+    after = trainer.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("heads.sst.") for k in changed)
+    assert {"sst_acc", "quora_acc", "sts_pearson"} <= set(results["best"])
+    with pytest.raises(ValueError, match="model.heads does not apply with model.init_from"):
+        Trainer(tiny_config(tiny_checkpoint, data_dir, **{"model.init_from": str(best)}), tmp_path / "bad")
+    with pytest.raises(ValueError, match="trainable_heads names nli, not in data.tasks"):
+        Trainer(tiny_config(tiny_checkpoint, data_dir, **{"model.init_from": str(best), "model.heads": "{}",
+                                                          "model.trainable_heads": "[nli]"}), tmp_path / "bad2")

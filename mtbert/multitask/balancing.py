@@ -8,13 +8,10 @@ checkpoint.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import nn
 
 from ..registry import Registry
-from ..tasks import TaskSpec
 
 LOSS_BALANCERS: Registry[type["LossBalancer"]] = Registry("loss balancer")
 register_balancer = LOSS_BALANCERS.register
@@ -24,10 +21,11 @@ Losses = dict[str, torch.Tensor]
 class LossBalancer(nn.Module):
     registry_name = ""
 
-    def __init__(self, specs: Sequence[TaskSpec]):
+    def __init__(self, kinds: dict[str, str]):
+        """``kinds``: each training task's kind (classification, binary, regression), in task order."""
         super().__init__()
-        self.tasks = [spec.name for spec in specs]
-        self.kinds = {spec.name: spec.kind for spec in specs}
+        self.tasks = list(kinds)
+        self.kinds = dict(kinds)
 
     def terms(self, losses: Losses, examples: dict[str, int]) -> Losses:
         raise NotImplementedError
@@ -83,8 +81,8 @@ class LearnedBalancer(LossBalancer):
     objective cannot collapse. They still drift toward the task whose loss is smallest, which is what
     this rule learns; uncertainty weighting balances that drift with its log σ term."""
 
-    def __init__(self, specs: Sequence[TaskSpec]):
-        super().__init__(specs)
+    def __init__(self, kinds: dict[str, str]):
+        super().__init__(kinds)
         self.logits = nn.Parameter(torch.zeros(len(self.tasks)))
 
     def terms(self, losses: Losses, examples: dict[str, int]) -> Losses:
@@ -103,8 +101,8 @@ class UncertaintyBalancer(LossBalancer):
     regression 1/(2σ²)·L + log σ = ½e^(−s)·L + ½s; classification (and binary) 1/σ²·L + log σ =
     e^(−s)·L + ½s. The log σ term keeps σ from growing without bound."""
 
-    def __init__(self, specs: Sequence[TaskSpec]):
-        super().__init__(specs)
+    def __init__(self, kinds: dict[str, str]):
+        super().__init__(kinds)
         self.log_variances = nn.Parameter(torch.zeros(len(self.tasks)))
 
     def terms(self, losses: Losses, examples: dict[str, int]) -> Losses:
@@ -119,5 +117,5 @@ class UncertaintyBalancer(LossBalancer):
         return {task: float(torch.exp(-self.log_variances[i].detach())) for i, task in enumerate(self.tasks)}
 
 
-def build_balancer(name: str, specs: Sequence[TaskSpec]) -> LossBalancer:
-    return LOSS_BALANCERS.get(name)(specs)
+def build_balancer(name: str, kinds: dict[str, str]) -> LossBalancer:
+    return LOSS_BALANCERS.get(name)(kinds)

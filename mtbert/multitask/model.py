@@ -66,12 +66,16 @@ class MultitaskModel(nn.Module):
     def encoding(self, task: str) -> str:
         return self.heads[task].encoding
 
+    def encode(self, batch: Batch) -> tuple[list[EncoderOutput], tuple[torch.Tensor, ...]]:
+        """The encoder over all of the batch's segments at once, split back into one output per segment."""
+        output = self.encoder(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        return split_output(output, batch.num_segments), batch.attention_mask.chunk(batch.num_segments, dim=0)
+
     def forward(self, batch: Batch) -> HeadOutput:
         """The head's output for the batch: ``scores`` (logits, one logit, or a score), and the sentence
         vectors for Siamese heads."""
-        output = self.encoder(batch.input_ids, batch.attention_mask, batch.token_type_ids)
-        masks = batch.attention_mask.chunk(batch.num_segments, dim=0)
-        return self.heads[batch.task](split_output(output, batch.num_segments), masks)
+        outputs, masks = self.encode(batch)
+        return self.heads[batch.task](outputs, masks)
 
     # ----- freezing -----------------------------------------------------------------------
     def freeze_encoder(self, trainable_top_layers: int = 0) -> None:
@@ -87,6 +91,15 @@ class MultitaskModel(nn.Module):
                 layer.requires_grad_(True)
             self.encoder.pooler.requires_grad_(True)
         self.encoder_frozen = trainable_top_layers == 0
+        self.train(self.training)
+
+    def train_only_heads(self, tasks: list[str]) -> None:
+        """Freeze everything but these tasks' heads: the encoder, the shared layers, the other heads
+        (report 003's final per-task stage). The encoder stays in eval mode."""
+        self.requires_grad_(False)
+        for task in tasks:
+            self.heads[task].requires_grad_(True)
+        self.encoder_frozen = True
         self.train(self.training)
 
     def train(self, mode: bool = True) -> "MultitaskModel":

@@ -8,13 +8,36 @@ from ..bert import BertModel, BertTokenizer
 from ..config import ExperimentConfig
 from ..multitask import FREEZE_MODES, MultitaskModel
 from ..optim import make_lr_scheduler, make_optimizer
+from ..multitask.augmentation import SENTIMENT_WEIGHT, Augmentation, build_augmentation
 from ..tasks import LOSSES, build_task_loss
 from .data import TaskSplits, task_specs
+from .objectives import AugmentationObjective, LabelObjective, Objective
 
 NO_DECAY_SUFFIXES = ("bias", "layer_norm.weight", "attention_norm.weight", "output_norm.weight")
 
 
 def build_model(config: ExperimentConfig) -> MultitaskModel:
+    if config.model.init_from:
+        model = load_saved_model(config)
+    else:
+        model = new_model(config)
+    apply_freezing(config, model)
+    return model
+
+
+def load_saved_model(config: ExperimentConfig) -> MultitaskModel:
+    """A later stage: the saved model as it is (its heads come from its mtbert.json, not model.heads)."""
+    if config.model.heads:
+        raise ValueError("model.heads does not apply with model.init_from: the heads come from the saved model")
+    model = MultitaskModel.from_pretrained(config.model.init_from)
+    missing = [task for task in config.data.tasks if task not in model.specs]
+    if missing:
+        raise ValueError(f"model.init_from {config.model.init_from} has no head for {', '.join(missing)}; "
+                         f"it has {', '.join(model.specs)}")
+    return model
+
+
+def new_model(config: ExperimentConfig) -> MultitaskModel:
     specs = task_specs(config)
     encoder = BertModel.from_pretrained(config.model.name)
     tokenizer = BertTokenizer.from_pretrained(config.model.name)
@@ -27,10 +50,8 @@ def build_model(config: ExperimentConfig) -> MultitaskModel:
     unknown = sorted(set(config.model.heads) - {s.name for s in specs})
     if unknown:
         raise ValueError(f"model.heads names task(s) not in data.tasks: {', '.join(unknown)}")
-    model = MultitaskModel(encoder, tokenizer, specs, settings, config.model.max_length,
-                           config.model.shared_hidden_layer)
-    apply_freezing(config, model)
-    return model
+    return MultitaskModel(encoder, tokenizer, specs, settings, config.model.max_length,
+                          config.model.shared_hidden_layer)
 
 
 def apply_freezing(config: ExperimentConfig, model: MultitaskModel) -> None:
@@ -41,6 +62,11 @@ def apply_freezing(config: ExperimentConfig, model: MultitaskModel) -> None:
         model.freeze_encoder(top)
     elif top:
         raise ValueError("model.trainable_top_layers only applies with model.freeze: encoder")
+    if config.model.trainable_heads:
+        unknown = sorted(set(config.model.trainable_heads) - set(config.data.tasks))
+        if unknown:
+            raise ValueError(f"model.trainable_heads names {', '.join(unknown)}, not in data.tasks")
+        model.train_only_heads(config.model.trainable_heads)
 
 
 def task_losses(config: ExperimentConfig, model: MultitaskModel, data: dict[str, TaskSplits]) -> dict:
@@ -54,6 +80,31 @@ def task_losses(config: ExperimentConfig, model: MultitaskModel, data: dict[str,
             provides_vectors=model.heads[name].provides_vectors,
             train_labels=train.labels if train is not None else None)
     return losses
+
+
+def build_augmentations(config: ExperimentConfig) -> list[Augmentation]:
+    unknown = sorted(set(config.data.augment_options) - set(config.data.augment))
+    if unknown:
+        raise ValueError(f"data.augment_options names {', '.join(unknown)}, not in data.augment")
+    return [build_augmentation(name, config.data.augment_options.get(name)) for name in config.data.augment]
+
+
+def task_objectives(config: ExperimentConfig, model: MultitaskModel, data: dict[str, TaskSplits],
+                    augmentations: list[Augmentation]) -> dict[str, Objective]:
+    """What each training task (and augmentation) minimises, times its weight: ``train.task_weights``,
+    else report 003's ½ for SST and ⅙ per augmentation when sentiment augmentation is on, else 1."""
+    defaults = {a.name: a.default_weight for a in augmentations}
+    if augmentations:
+        defaults.update({a.head_task: SENTIMENT_WEIGHT for a in augmentations})
+    known = set(model.specs) | set(defaults)
+    unknown = sorted(set(config.train.task_weights) - known)
+    if unknown:
+        raise ValueError(f"train.task_weights names {', '.join(unknown)}; training tasks: {', '.join(sorted(known))}")
+    weight = lambda task: float(config.train.task_weights.get(task, defaults.get(task, 1.0)))  # noqa: E731
+    objectives: dict[str, Objective] = {task: LabelObjective(loss, weight(task))
+                                        for task, loss in task_losses(config, model, data).items()}
+    objectives.update({a.name: AugmentationObjective(a, weight(a.name)) for a in augmentations})
+    return objectives
 
 
 def penalty_terms(config: ExperimentConfig, model: nn.Module) -> list:

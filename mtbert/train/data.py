@@ -11,6 +11,7 @@ import torch
 
 from ..config import ExperimentConfig
 from ..multitask import MultitaskModel, TaskFeatures, featurize
+from ..multitask.augmentation import Augmentation
 from ..tasks import TaskSpec, get_task, read_examples, register_task
 
 log = logging.getLogger("mtbert")
@@ -54,10 +55,14 @@ def shrink_examples(examples: list, shrink: int, seed: int) -> list:
 
 
 def load_task_splits(model: MultitaskModel, data_dir: Path, limit: Optional[int] = None,
-                     splits: tuple[str, ...] = SPLITS, shrink: int = 1, seed: int = 0) -> dict[str, TaskSplits]:
-    """Read and tokenize every split the model's tasks have files for; ``shrink`` thins the training sets."""
+                     splits: tuple[str, ...] = SPLITS, shrink: int = 1, seed: int = 0,
+                     tasks: Optional[list[str]] = None) -> dict[str, TaskSplits]:
+    """Read and tokenize every split the model's tasks (or ``tasks`` of them) have files for; ``shrink``
+    thins the training sets."""
     result = {}
     for name, spec in model.specs.items():
+        if tasks is not None and name not in tasks:
+            continue
         features, skipped = {}, {}
         for split in splits:
             if split not in spec.files:
@@ -72,4 +77,23 @@ def load_task_splits(model: MultitaskModel, data_dir: Path, limit: Optional[int]
                          len(read.examples), shrink)
             features[split] = featurize(model.tokenizer, spec, examples, model.encoding(name), model.max_length)
         result[name] = TaskSplits(spec, features, skipped)
+    return result
+
+
+def load_augmentation_splits(model: MultitaskModel, augmentations: list[Augmentation], data_dir: Path,
+                             limit: Optional[int] = None, shrink: int = 1, seed: int = 0) -> dict[str, TaskSplits]:
+    """Each augmentation's training examples: its source task's training file, filtered, tokenized for
+    the way its loss encodes them. No dev or test split: augmentations are never scored."""
+    result = {}
+    for augmentation in augmentations:
+        if augmentation.head_task not in model.heads:
+            raise ValueError(f"augmentation {augmentation.name!r} trains the {augmentation.head_task!r} head; "
+                             f"add {augmentation.head_task!r} to data.tasks")
+        spec = augmentation.spec()
+        read = read_examples(spec, data_dir / spec.files["train"], labelled=True, limit=limit)
+        examples = shrink_examples([e for e in read.examples if augmentation.keep(e)], shrink, seed)
+        log.info("%s (from %s train): %d of %d examples kept", spec.name, augmentation.source_task, len(examples),
+                 len(read.examples))
+        features = featurize(model.tokenizer, spec, examples, augmentation.encoding, model.max_length)
+        result[spec.name] = TaskSplits(spec, {"train": features}, {"train": read.skipped_empty_label})
     return result

@@ -18,7 +18,7 @@ STEP_MODES = ("combined", "separate")
 
 
 class StepRunner:
-    def __init__(self, model: MultitaskModel, losses: dict, penalties: list, balancer: LossBalancer,
+    def __init__(self, model: MultitaskModel, objectives: dict, penalties: list, balancer: LossBalancer,
                  surgery: Optional[GradientSurgery], step_mode: str, optimizer, lr_scheduler, scaler,
                  precision: Precision, max_grad_norm: float, features: Callable[[str], object], counters: dict):
         if step_mode not in STEP_MODES:
@@ -26,7 +26,7 @@ class StepRunner:
         if surgery is not None and step_mode == "separate":
             raise ValueError("gradient surgery combines the tasks of a step into one update; "
                              "it does not apply with train.step_mode: separate")
-        self.model, self.losses, self.penalties, self.balancer = model, losses, penalties, balancer
+        self.model, self.objectives, self.penalties, self.balancer = model, objectives, penalties, balancer
         self.surgery, self.step_mode = surgery, step_mode
         self.optimizer, self.lr_scheduler, self.scaler = optimizer, lr_scheduler, scaler
         self.precision, self.max_grad_norm = precision, max_grad_norm
@@ -38,8 +38,8 @@ class StepRunner:
         features = self.features(task)
         batch = collate(features, indices, self.model.tokenizer.pad_token_id).to(self.precision.device)
         with self.precision.autocast():
-            output = self.model(batch)
-        return self.losses[task](output, batch.labels), batch
+            loss = self.objectives[task](self.model, batch)
+        return loss.float(), batch
 
     def _penalty(self) -> Optional[torch.Tensor]:
         terms = [weight * penalty(parameters) for weight, penalty, parameters in self.penalties]

@@ -27,9 +27,9 @@ from ..config import ExperimentConfig
 from ..evaluate import evaluate_split, predict_features, prediction_file_name, write_predictions
 from ..multitask import (MultitaskModel, Plan, build_balancer, build_schedule, build_surgery, bucketed_batches,
                          random_batches)
-from .builder import build_model, build_optimizer, penalty_terms, task_losses
+from .builder import build_augmentations, build_model, build_optimizer, penalty_terms, task_objectives
 from ..precision import resolve_device, resolve_precision
-from .data import TaskSplits, labelled_split, load_task_splits
+from .data import TaskSplits, labelled_split, load_augmentation_splits, load_task_splits
 from .interrupt import StopRequest
 from .step import StepRunner, optimizer_steps
 from .state import STATE_FILE, atomic_torch_save, load_training_state, restore_rng_states, rng_states
@@ -50,18 +50,27 @@ class Trainer:
         self.precision = resolve_precision(train.precision, self.device)
         torch.manual_seed(train.seed)
         self.model: MultitaskModel = build_model(config).to(self.device)
-        self.data: dict[str, TaskSplits] = load_task_splits(self.model, config.resolved_data_dir(), config.data.limit,
-                                                            shrink=config.data.shrink, seed=train.seed)
-        missing = [t for t, d in self.data.items() if d.get("train") is None or len(d.get("train")) == 0]
+        data_dir = config.resolved_data_dir()
+        self.data: dict[str, TaskSplits] = load_task_splits(self.model, data_dir, config.data.limit,
+                                                            shrink=config.data.shrink, seed=train.seed,
+                                                            tasks=config.data.tasks)
+        augmentations = build_augmentations(config)
+        self.data.update(load_augmentation_splits(self.model, augmentations, data_dir, config.data.limit,
+                                                  config.data.shrink, train.seed))
+        trainable_heads = config.model.trainable_heads
+        self.train_tasks = [t for t in self.data if not trainable_heads or t in trainable_heads]
+        missing = [t for t in self.train_tasks if self.data[t].get("train") is None or len(self.data[t].get("train")) == 0]
         if missing:
             raise ValueError(f"no training examples for task(s) {', '.join(missing)}")
-        self.losses = task_losses(config, self.model, self.data)
+        self.objectives = task_objectives(config, self.model, self.data, augmentations)
         self.penalties = penalty_terms(config, self.model)
         if train.pretrain_epochs and train.pretrain_task not in self.data:
             raise ValueError(f"train.pretrain_task {train.pretrain_task!r} is not one of data.tasks "
                              f"({', '.join(self.data)})")
         self.schedule = build_schedule(train.schedule, train.schedule_options)
-        self.balancer = build_balancer(train.balancer, list(self.model.specs.values())).to(self.device)
+        kinds = {task: spec.kind for task, spec in self.model.specs.items()}
+        kinds.update({a.name: a.kind for a in augmentations})
+        self.balancer = build_balancer(train.balancer, kinds).to(self.device)
         self.total_epochs = train.pretrain_epochs + train.epochs
         plans = [step for e in range(self.total_epochs) for step in self.epoch_plan(e)]
         if train.max_steps is not None:
@@ -80,7 +89,7 @@ class Trainer:
         self.counters = {"examples": 0, "real_tokens": 0, "padded_tokens": 0, "train_seconds": 0.0,
                          "skipped_nonfinite": 0}
         self.runner = StepRunner(
-            self.model, self.losses, self.penalties, self.balancer,
+            self.model, self.objectives, self.penalties, self.balancer,
             build_surgery(train.surgery, train.surgery_options), train.step_mode, self.optimizer,
             self.lr_scheduler, self.scaler, self.precision, train.max_grad_norm,
             lambda task: self.data[task].get("train"), self.counters)
@@ -91,7 +100,7 @@ class Trainer:
         ``train.pretrain_epochs`` train the pre-training task alone."""
         train = self.config.train
         generator = torch.Generator().manual_seed(train.seed * 100_003 + epoch)
-        tasks = [train.pretrain_task] if epoch < train.pretrain_epochs else list(self.data)
+        tasks = [train.pretrain_task] if epoch < train.pretrain_epochs else self.train_tasks
         sizes = {task: len(self.data[task].get("train")) for task in tasks}
         batch_sizes = self.schedule.batch_sizes(sizes, train.batch_size)
         task_batches = {}
