@@ -55,6 +55,28 @@ class DataConfig:
 
 
 @dataclasses.dataclass
+class SmartConfig:
+    """SMART (Jiang et al. 2020): adversarial smoothness on the embedding output plus a Bregman proximal
+    term towards an EMA teacher. Defaults are the reports' values."""
+
+    enabled: bool = False
+    tasks: list[str] = dataclasses.field(default_factory=list)  # [] = every task of the model
+    weight: float = 1.0               # λ_s (5 in report 004)
+    task_weights: dict[str, float] = dataclasses.field(default_factory=dict)  # λ_s per task, overriding weight
+    epsilon: float = 1.0e-5           # radius of the perturbation ball (1e-6 in report 002)
+    sigma: float = 1.0e-5             # std of the initial noise
+    step_size: float = 1.0e-3         # η of each ascent step
+    steps: int = 1                    # K ascent steps
+    norm: str = "inf"                 # inf | l2, per token
+    adversarial_dropout: bool = False # dropout in the adversarial passes (off, as report 004 found necessary)
+    proximal: bool = True             # the Bregman proximal term towards the EMA teacher
+    proximal_weight: float = 1.0      # μ
+    beta: float = 0.99                # teacher EMA β for the first beta_warmup share of updates ...
+    beta_late: float = 0.999          # ... and after
+    beta_warmup: float = 0.1
+
+
+@dataclasses.dataclass
 class TrainConfig:
     epochs: int = 3
     batch_size: int = 32
@@ -82,6 +104,7 @@ class TrainConfig:
     surgery_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {c: 0.5} for cagrad
     pretrain_task: str = ""           # train this task alone for pretrain_epochs first (report 004's rrobin-pre)
     pretrain_epochs: int = 0          # epochs of that phase, before train.epochs of the multitask phase
+    smart: SmartConfig = dataclasses.field(default_factory=SmartConfig)
     bucket_by_length: bool = True     # length-bucketed batches (sorted within shuffled buckets)
     bucket_batches: int = 50          # batches per bucket
     precision: str = "auto"           # auto | bf16 | fp16 | fp32

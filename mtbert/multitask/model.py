@@ -66,15 +66,20 @@ class MultitaskModel(nn.Module):
     def encoding(self, task: str) -> str:
         return self.heads[task].encoding
 
-    def encode(self, batch: Batch) -> tuple[list[EncoderOutput], tuple[torch.Tensor, ...]]:
-        """The encoder over all of the batch's segments at once, split back into one output per segment."""
-        output = self.encoder(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+    def encode(self, batch: Batch, embedding_output: Optional[torch.Tensor] = None
+               ) -> tuple[list[EncoderOutput], tuple[torch.Tensor, ...]]:
+        """The encoder over all of the batch's segments at once, split back into one output per segment.
+        ``embedding_output`` replaces the embedding layer's output (SMART perturbs it)."""
+        if embedding_output is None:
+            output = self.encoder(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        else:
+            output = self.encoder(attention_mask=batch.attention_mask, embedding_output=embedding_output)
         return split_output(output, batch.num_segments), batch.attention_mask.chunk(batch.num_segments, dim=0)
 
-    def forward(self, batch: Batch) -> HeadOutput:
+    def forward(self, batch: Batch, embedding_output: Optional[torch.Tensor] = None) -> HeadOutput:
         """The head's output for the batch: ``scores`` (logits, one logit, or a score), and the sentence
         vectors for Siamese heads."""
-        outputs, masks = self.encode(batch)
+        outputs, masks = self.encode(batch, embedding_output)
         return self.heads[batch.task](outputs, masks)
 
     # ----- freezing -----------------------------------------------------------------------

@@ -41,3 +41,16 @@ class AugmentationObjective(Objective):
 
     def loss(self, model: MultitaskModel, batch: Batch) -> torch.Tensor:
         return self.augmentation.loss(model, batch)
+
+
+class SmartObjective(Objective):
+    """A task's label objective plus SMART's regulariser on the same clean output."""
+
+    def __init__(self, inner: LabelObjective, smart):
+        super().__init__(inner.weight)
+        self.inner, self.smart = inner, smart
+
+    def __call__(self, model: MultitaskModel, batch: Batch) -> torch.Tensor:
+        output = model(batch)
+        label = self.inner.label_loss(output, batch.labels)
+        return self.weight * label + self.smart.regularizer(model, batch, output.scores.float())

@@ -20,7 +20,8 @@ STEP_MODES = ("combined", "separate")
 class StepRunner:
     def __init__(self, model: MultitaskModel, objectives: dict, penalties: list, balancer: LossBalancer,
                  surgery: Optional[GradientSurgery], step_mode: str, optimizer, lr_scheduler, scaler,
-                 precision: Precision, max_grad_norm: float, features: Callable[[str], object], counters: dict):
+                 precision: Precision, max_grad_norm: float, features: Callable[[str], object], counters: dict,
+                 after_update: Optional[Callable[[], None]] = None):
         if step_mode not in STEP_MODES:
             raise ValueError(f"train.step_mode must be one of {', '.join(STEP_MODES)}, not {step_mode!r}")
         if surgery is not None and step_mode == "separate":
@@ -30,7 +31,7 @@ class StepRunner:
         self.surgery, self.step_mode = surgery, step_mode
         self.optimizer, self.lr_scheduler, self.scaler = optimizer, lr_scheduler, scaler
         self.precision, self.max_grad_norm = precision, max_grad_norm
-        self.features, self.counters = features, counters
+        self.features, self.counters, self.after_update = features, counters, after_update
         self.shared = [p for p in list(model.encoder.parameters()) + list(model.shared.parameters()) if p.requires_grad]
 
     # ----- pieces -------------------------------------------------------------------------
@@ -60,6 +61,8 @@ class StepRunner:
             self.optimizer.step()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.after_update is not None:
+            self.after_update()
 
     def _count(self, batch: Batch) -> None:
         self.counters["examples"] += batch.size

@@ -26,11 +26,13 @@ from tqdm.auto import tqdm
 from ..config import ExperimentConfig
 from ..evaluate import evaluate_split, predict_features, prediction_file_name, write_predictions
 from ..multitask import (MultitaskModel, Plan, build_balancer, build_schedule, build_surgery, bucketed_batches,
-                         random_batches)
+                         plan_counts, random_batches)
 from .builder import build_augmentations, build_model, build_optimizer, penalty_terms, task_objectives
 from ..precision import resolve_device, resolve_precision
 from .data import TaskSplits, labelled_split, load_augmentation_splits, load_task_splits
 from .interrupt import StopRequest
+from .objectives import SmartObjective
+from .smart import Smart
 from .step import StepRunner, optimizer_steps
 from .state import STATE_FILE, atomic_torch_save, load_training_state, restore_rng_states, rng_states
 
@@ -79,6 +81,14 @@ class Trainer:
         self.optimizer, self.lr_scheduler = build_optimizer(config, self.model, optimizer_steps(plans, train.step_mode),
                                                             self.balancer)
         self.scaler = self.precision.grad_scaler()
+        self.counters = {"examples": 0, "real_tokens": 0, "padded_tokens": 0, "train_seconds": 0.0,
+                         "skipped_nonfinite": 0}
+        self.smart: Optional[Smart] = None
+        if train.smart.enabled:
+            self.smart = Smart(train.smart, self.model, optimizer_steps(plans, train.step_mode), self.counters)
+            for task in self.smart.tasks:
+                if task in self.train_tasks:
+                    self.objectives[task] = SmartObjective(self.objectives[task], self.smart)
         self.stop = StopRequest()
         self.step = 0
         self.epoch = 0
@@ -86,13 +96,12 @@ class Trainer:
         self.best_score = -math.inf
         self.metric_lines = 0
         self.epoch_loss = [0.0, 0]  # sum and count of finite losses this epoch, saved so resume logs the same
-        self.counters = {"examples": 0, "real_tokens": 0, "padded_tokens": 0, "train_seconds": 0.0,
-                         "skipped_nonfinite": 0}
         self.runner = StepRunner(
             self.model, self.objectives, self.penalties, self.balancer,
             build_surgery(train.surgery, train.surgery_options), train.step_mode, self.optimizer,
             self.lr_scheduler, self.scaler, self.precision, train.max_grad_norm,
-            lambda task: self.data[task].get("train"), self.counters)
+            lambda task: self.data[task].get("train"), self.counters,
+            after_update=(lambda: self.smart.after_update(self.model)) if self.smart is not None else None)
 
     # ----- the epoch plan -----------------------------------------------------------------
     def epoch_plan(self, epoch: int) -> Plan:
@@ -125,6 +134,7 @@ class Trainer:
             "lr_scheduler": self.lr_scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else {},
             "balancer": self.balancer.state_dict(),
+            "smart": self.smart.state_dict() if self.smart is not None else {},
             "step": self.step, "epoch": self.epoch, "position": self.position,
             "best_score": self.best_score, "metric_lines": self.metric_lines, "epoch_loss": list(self.epoch_loss),
             "counters": dict(self.counters), "rng": rng_states(),
@@ -139,6 +149,8 @@ class Trainer:
         if self.scaler and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.balancer.load_state_dict(state.get("balancer", {}))
+        if self.smart is not None:
+            self.smart.load_state_dict(state["smart"])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.best_score, self.metric_lines = state["best_score"], state["metric_lines"]
         self.epoch_loss = list(state["epoch_loss"])
@@ -209,6 +221,9 @@ class Trainer:
     def _run_epoch(self) -> bool:
         """One epoch from the saved position. False when stopped by a request (Ctrl-C)."""
         plan = self.epoch_plan(self.epoch)
+        counts = plan_counts(plan, self.train_tasks)
+        log.info("epoch %d (%s schedule): %d steps; examples per task: %s", self.epoch + 1,
+                 self.config.train.schedule, len(plan), ", ".join(f"{t} {n}" for t, n in counts.items() if n))
         show = self.config.train.progress
         bar = tqdm(total=len(plan), initial=self.position, desc=f"epoch {self.epoch + 1}", disable=not show,
                    dynamic_ncols=True, leave=False)
