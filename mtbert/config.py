@@ -47,6 +47,7 @@ class DataConfig:
     dir: str = ""                     # "" = $MTBERT_DATA_DIR, else ./data; --data-dir sets this field
     tasks: list[str] = dataclasses.field(default_factory=lambda: ["sst", "quora", "sts"])
     limit: Optional[int] = None       # first N examples of each split (smoke runs)
+    eval_limit: Optional[int] = None  # first N examples of dev and test only (quick comparisons; overrides limit there)
     shrink: int = 1                   # train on a seeded random 1/M of each training set (report 000's M)
     augment: list[str] = dataclasses.field(default_factory=list)  # auxiliary sentiment data (report 003):
                                       #   cfimdb_to_sst, quora_sentiment_consistency, sts_sentiment_consistency

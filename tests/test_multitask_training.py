@@ -120,6 +120,8 @@ def test_shrink_keeps_a_seeded_one_in_m(tmp_path, tiny_checkpoint, data_dir):
     config = tiny_config(tiny_checkpoint, data_dir, **{"data.shrink": 4})
     trainer = Trainer(config, tmp_path / "run")
     assert len(trainer.data["sst"].get("train")) == 5 and len(trainer.data["sst"].get("dev")) == 20
+    limited = Trainer(tiny_config(tiny_checkpoint, data_dir, **{"data.eval_limit": 7}), tmp_path / "eval")
+    assert len(limited.data["sst"].get("train")) == 20 and len(limited.data["sst"].get("test")) == 7
 
 
 def test_bad_step_settings_are_named(tmp_path, tiny_checkpoint, data_dir):

@@ -56,9 +56,9 @@ def shrink_examples(examples: list, shrink: int, seed: int) -> list:
 
 def load_task_splits(model: MultitaskModel, data_dir: Path, limit: Optional[int] = None,
                      splits: tuple[str, ...] = SPLITS, shrink: int = 1, seed: int = 0,
-                     tasks: Optional[list[str]] = None) -> dict[str, TaskSplits]:
+                     tasks: Optional[list[str]] = None, eval_limit: Optional[int] = None) -> dict[str, TaskSplits]:
     """Read and tokenize every split the model's tasks (or ``tasks`` of them) have files for; ``shrink``
-    thins the training sets."""
+    thins the training sets; ``eval_limit`` (when given) replaces ``limit`` for the dev and test splits."""
     result = {}
     for name, spec in model.specs.items():
         if tasks is not None and name not in tasks:
@@ -67,7 +67,8 @@ def load_task_splits(model: MultitaskModel, data_dir: Path, limit: Optional[int]
         for split in splits:
             if split not in spec.files:
                 continue
-            read = read_examples(spec, data_dir / spec.files[split], labelled=split != "test", limit=limit)
+            split_limit = limit if split == "train" or eval_limit is None else eval_limit
+            read = read_examples(spec, data_dir / spec.files[split], labelled=split != "test", limit=split_limit)
             log.info("%s %s: %s", name, split, read.summary())
             skipped[split] = read.skipped_empty_label
             examples = read.examples

@@ -55,7 +55,7 @@ class Trainer:
         data_dir = config.resolved_data_dir()
         self.data: dict[str, TaskSplits] = load_task_splits(self.model, data_dir, config.data.limit,
                                                             shrink=config.data.shrink, seed=train.seed,
-                                                            tasks=config.data.tasks)
+                                                            tasks=config.data.tasks, eval_limit=config.data.eval_limit)
         augmentations = build_augmentations(config)
         self.data.update(load_augmentation_splits(self.model, augmentations, data_dir, config.data.limit,
                                                   config.data.shrink, train.seed))
