@@ -29,6 +29,7 @@ def tiny_config(tiny_checkpoint, data_dir, **settings):
     ("interleaved", "uncertainty", {"train.step_mode": "separate"}),
     ("mixed", "examples", {"train.surgery": "cagrad"}),
     ("round_robin", "mean", {}),
+    ("zipped", "uncertainty", {"train.surgery": "pcgrad", "train.smart": "{enabled: true, tasks: [sts]}"}),
 ])
 def test_each_schedule_resumes_mid_epoch_exactly(tmp_path, tiny_checkpoint, data_dir, schedule, balancer, extra):
     config = tiny_config(tiny_checkpoint, data_dir, **{"train.schedule": schedule, "train.balancer": balancer,

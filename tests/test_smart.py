@@ -126,3 +126,14 @@ def test_smart_settings_are_checked(tmp_path, tiny_checkpoint, data_dir):
                              tiny_overrides(tiny_checkpoint, data_dir, **{"train.smart": setting}))
         with pytest.raises(ValueError, match=message):
             Trainer(config, tmp_path / "bad")
+
+
+def test_smart_runs_under_bf16_autocast_with_every_pair_head(tmp_path, tiny_checkpoint, data_dir):
+    heads = "{quora: {type: relational}, sts: {type: cosine}, sst: {type: transformer_layer}}"
+    settings = {"train.smart": "{enabled: true}", "train.precision": "bf16", "model.heads": heads,
+                "train.max_steps": 3, "data.limit": 8, "train.batch_size": 4}
+    config = load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **settings))
+    trainer = Trainer(config, tmp_path / "bf16")
+    assert trainer.precision.name == "bf16"
+    results = trainer.train()
+    assert results["steps"] == 3 and results["skipped_nonfinite_batches"] == 0

@@ -85,9 +85,6 @@ class Smart:
         self.last_delta: Optional[torch.Tensor] = None  # the last perturbation, for inspection
         counters.setdefault("smart_skipped", 0)
 
-    def applies(self, task: str) -> bool:
-        return task in self.tasks
-
     # ----- the two terms ------------------------------------------------------------------
     def adversarial_loss(self, model: MultitaskModel, batch: Batch) -> Optional[torch.Tensor]:
         """R_s for the batch, or None when the ascent gradient was not finite."""

@@ -93,7 +93,7 @@ class StepRunner:
             return self._skip(step_number, bad)
         terms = self.balancer.terms(losses, examples)
         penalty = self._penalty()
-        if self.surgery is None or len(terms) < 2:
+        if self.surgery is None or len(terms) < 2 or not self.shared:  # nothing shared trains: nothing to combine
             total = sum(terms.values())
             self._backward(total + penalty if penalty is not None else total)
         else:
