@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+import inspect
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -40,3 +41,12 @@ class Registry(Generic[T]):
 
     def __getitem__(self, name: str) -> T:
         return self.get(name)
+
+
+def check_options(cls: type, options: Iterable[str], where: str, supplied: tuple[str, ...] = ()) -> None:
+    """Refuse constructor options ``cls`` does not take, naming the ones it does. ``supplied``: the
+    arguments the caller passes itself (not the user's to set)."""
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", *supplied)]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"{where} has no option(s) {', '.join(unknown)}; its options: {', '.join(accepted) or 'none'}")

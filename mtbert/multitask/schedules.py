@@ -183,7 +183,3 @@ def plan_counts(plan: Plan, tasks: Sequence[str]) -> dict[str, int]:
         for task, indices in step:
             counts[task] += len(indices)
     return counts
-
-
-def get_schedule(name: str) -> BatchSchedule:
-    return build_schedule(name)

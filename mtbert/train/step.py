@@ -7,7 +7,6 @@ import logging
 from typing import Callable, Optional
 
 import torch
-from torch import nn
 
 from ..multitask import Batch, LossBalancer, MultitaskModel, Step, collate
 from ..multitask.surgery import GradientSurgery
@@ -143,7 +142,3 @@ class StepRunner:
 def optimizer_steps(plan_steps: list[Step], step_mode: str) -> int:
     """Optimizer updates a list of plan steps makes: one per step, or one per task batch when separate."""
     return sum(len(step) for step in plan_steps) if step_mode == "separate" else len(plan_steps)
-
-
-def trainable(module: nn.Module) -> list[nn.Parameter]:
-    return [p for p in module.parameters() if p.requires_grad]

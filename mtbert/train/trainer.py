@@ -78,14 +78,14 @@ class Trainer:
         if train.max_steps is not None:
             plans = plans[: train.max_steps]
         self.total_steps = len(plans)
-        self.optimizer, self.lr_scheduler = build_optimizer(config, self.model, optimizer_steps(plans, train.step_mode),
-                                                            self.balancer)
+        updates = optimizer_steps(plans, train.step_mode)
+        self.optimizer, self.lr_scheduler = build_optimizer(config, self.model, updates, self.balancer)
         self.scaler = self.precision.grad_scaler()
         self.counters = {"examples": 0, "real_tokens": 0, "padded_tokens": 0, "train_seconds": 0.0,
                          "skipped_nonfinite": 0}
         self.smart: Optional[Smart] = None
         if train.smart.enabled:
-            self.smart = Smart(train.smart, self.model, optimizer_steps(plans, train.step_mode), self.counters)
+            self.smart = Smart(train.smart, self.model, updates, self.counters)
             for task in self.smart.tasks:
                 if task in self.train_tasks:
                     self.objectives[task] = SmartObjective(self.objectives[task], self.smart)

@@ -10,14 +10,13 @@ segment together with the segments' attention masks.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
 from ...bert import BertConfig, EncoderOutput
-from ...registry import Registry
+from ...registry import Registry, check_options
 from ..spec import KINDS, TaskSpec
 
 HEADS: Registry[type["TaskHead"]] = Registry("head")
@@ -144,11 +143,7 @@ class SiameseHead(TaskHead):
 def build_head(name: str, spec: TaskSpec, context: HeadContext, **options) -> TaskHead:
     """Build a registered head, naming the options it accepts when given one it does not."""
     head_class = HEADS.get(name)
-    accepted = [p for p in inspect.signature(head_class.__init__).parameters if p not in ("self", "spec", "context")]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(f"task {spec.name!r}: head {name!r} has no option(s) {', '.join(unknown)}; "
-                         f"its options: {', '.join(accepted)}")
+    check_options(head_class, options, f"task {spec.name!r}: head {name!r}", supplied=("spec", "context"))
     return head_class(spec, context, **options)
 
 

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ...registry import Registry
+from ...registry import Registry, check_options
 from ..heads import HeadOutput
 from ..spec import KINDS, TaskSpec
 
@@ -85,10 +85,7 @@ def build_task_loss(spec: TaskSpec, names: str, options: Optional[dict] = None, 
             raise ValueError(f"{where}: needs the two sentence vectors of a Siamese head "
                              "(siamese_concat, cosine, bilinear, relational)")
         kwargs = dict(options.pop(name, None) or {})
-        accepted = [p for p in inspect.signature(loss_class.__init__).parameters if p not in ("self", "spec", "train_labels")]
-        unknown = sorted(set(kwargs) - set(accepted))
-        if unknown:
-            raise ValueError(f"{where}: no option(s) {', '.join(unknown)}; its options: {', '.join(accepted) or 'none'}")
+        check_options(loss_class, kwargs, where, supplied=("spec", "train_labels"))
         if "train_labels" in inspect.signature(loss_class.__init__).parameters:
             kwargs["train_labels"] = train_labels
         parts.append(loss_class(spec, **kwargs))
