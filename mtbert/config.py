@@ -40,6 +40,13 @@ class ModelConfig:
     init_from: str = ""               # start from a saved mtbert model (a run's best/): encoder, heads, tokenizer
     trainable_heads: list[str] = dataclasses.field(default_factory=list)  # train only these heads, all else
                                       #   frozen, only their tasks in the schedule (report 003's final stage)
+    peft: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # method -> options, hooked into
+                                      #   the encoder: adapter | pals | lhuc | lora, e.g. {adapter: {size: 64}}
+    selection: str = ""               # train only selected encoder weights: sam | random | bitfit ("" = off)
+    selection_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {fraction: 0.3, per: global,
+                                      #   batches: 100} (batches: per task in SAM's gradient pass; default all)
+    save: str = "auto"                # auto | full | delta: delta saves only the trained encoder entries and
+                                      #   loads on top of the base (auto: delta whenever part of the encoder is frozen)
 
 
 @dataclasses.dataclass

@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mtbert.bert import BertModel
 from mtbert.cli import main
 from mtbert.multitask import MultitaskModel
 
@@ -58,8 +59,10 @@ def test_siamese_heads_train_through_the_cli(tmp_path, tiny_checkpoint, data_dir
 
 def test_frozen_encoder_is_bit_identical_after_training(tmp_path, tiny_checkpoint, data_dir):
     run = train(tmp_path, tiny_checkpoint, data_dir, "model.freeze=encoder", "data.tasks=[sst]", "model.heads={}")
-    before = load_file(str(tiny_checkpoint / "model.safetensors"))
-    after = load_file(str(run / "best" / "model.safetensors"))
+    assert not (run / "best" / "model.safetensors").exists()  # a frozen encoder is not saved again
+    assert load_file(str(run / "best" / "encoder_delta.safetensors")) == {}
+    before = BertModel.from_pretrained(tiny_checkpoint).state_dict()
+    after = MultitaskModel.from_pretrained(run / "best").encoder.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     trained = sum(len(group["params"]) for group in state["optimizer"]["param_groups"])

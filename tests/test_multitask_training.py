@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mtbert.config import load_config
-from mtbert.multitask import build_surgery
+from mtbert.multitask import MultitaskModel, build_surgery
 from mtbert.train import Trainer
 from mtbert.train.data import shrink_examples
 from mtbert.train.step import StepRunner
@@ -65,7 +65,7 @@ def test_surgery_gets_each_tasks_own_gradient_and_its_result_is_applied(tmp_path
 
     runner.surgery = recording_surgery
     update = runner._update
-    runner._update = lambda: (applied.append([p.grad.clone() for p in runner.shared]), update())[1]
+    runner._update = lambda: (applied.append([p.grad.clone() for p in trainer.model.shared_parameters()]), update())[1]
     step = trainer.epoch_plan(0)[0]
     assert [task for task, _ in step] == ["sst", "sts"]
     torch.manual_seed(5)
@@ -75,12 +75,13 @@ def test_surgery_gets_each_tasks_own_gradient_and_its_result_is_applied(tmp_path
                            trainer.precision, 0.0, runner.features, dict(runner.counters))
     reference_model.train()
     torch.manual_seed(5)  # same dropout masks: same forwards in the same order
-    losses = [reference._loss(task, indices)[0] for task, indices in step]
+    losses = [reference.task_loss(task, indices)[0] for task, indices in step]
     rows = []
+    shared = reference_model.shared_parameters()
     for loss in losses:
-        grads = torch.autograd.grad(loss, reference.shared, retain_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
         rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                               for g, p in zip(grads, reference.shared)]))
+                               for g, p in zip(grads, shared)]))
     assert torch.allclose(seen[0], torch.stack(rows), atol=1e-6)
     expected = pcgrad(torch.stack(rows), torch.Generator().manual_seed(0))
     assert torch.allclose(torch.cat([g.reshape(-1) for g in applied[0]]), expected, atol=1e-6)
@@ -149,7 +150,10 @@ def test_final_stage_tunes_one_head_of_a_saved_model(tmp_path, tiny_checkpoint, 
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("heads.sst.") for k in changed)
     assert {"sst_acc", "quora_acc", "sts_pearson"} <= set(results["best"])
-    with pytest.raises(ValueError, match="model.heads does not apply with model.init_from"):
+    assert results["delta_checkpoint"]  # only the head trained: saved on top of the first stage's model
+    reloaded = MultitaskModel.from_pretrained(tmp_path / "final" / "best")
+    assert all(torch.equal(v, after[k]) for k, v in reloaded.state_dict().items())
+    with pytest.raises(ValueError, match="model.heads and model.peft do not apply with model.init_from"):
         Trainer(tiny_config(tiny_checkpoint, data_dir, **{"model.init_from": str(best)}), tmp_path / "bad")
     with pytest.raises(ValueError, match="trainable_heads names nli, not in data.tasks"):
         Trainer(tiny_config(tiny_checkpoint, data_dir, **{"model.init_from": str(best), "model.heads": "{}",

@@ -70,7 +70,7 @@ class CfimdbThroughSst(Augmentation):
     source_task = "cfimdb"
 
     def loss(self, model: MultitaskModel, batch: Batch) -> torch.Tensor:
-        outputs, masks = model.encode(batch)
+        outputs, masks = model.encode(batch, task=self.head_task)
         logits = model.heads[self.head_task](outputs, masks).scores.float()
         return F.cross_entropy(fold_five_to_two(logits), batch.labels.long())
 
@@ -84,7 +84,7 @@ class SentimentConsistency(Augmentation):
         return example.label is not None and float(example.label) > threshold
 
     def loss(self, model: MultitaskModel, batch: Batch) -> torch.Tensor:
-        outputs, masks = model.encode(batch)
+        outputs, masks = model.encode(batch, task=self.head_task)
         head = model.heads[self.head_task]
         first = head([outputs[0]], [masks[0]]).scores
         second = head([outputs[1]], [masks[1]]).scores

@@ -1,8 +1,11 @@
-"""The multitask model: one shared encoder, one head per task; saved as one directory.
+"""The multitask model: one shared encoder, one head per task, optional parameter-efficient modules
+in the encoder; saved as one directory.
 
-A saved model directory is a Hugging Face-style encoder checkpoint (config.json, model.safetensors,
-tokenizer files) plus ``heads.safetensors`` and ``mtbert.json`` (task specs and head settings), so
-``predict`` and ``evaluate`` need nothing but the directory, and the encoder alone loads anywhere.
+A full model directory is a Hugging Face-style encoder checkpoint (config.json, model.safetensors,
+tokenizer files) plus ``heads.safetensors`` (heads, shared layers, PEFT modules) and ``mtbert.json``
+(task specs, head and PEFT settings), so ``predict`` and ``evaluate`` need nothing but the directory,
+and the encoder alone loads anywhere. A delta directory (a partly frozen encoder) has
+``encoder_delta.safetensors`` instead of model.safetensors and names its base (see peft/delta.py).
 """
 
 from __future__ import annotations
@@ -16,11 +19,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..bert import BertModel, BertTokenizer, CheckpointError, EncoderOutput
+from ..peft import ActiveTask, build_peft_method
+from ..peft.delta import (DELTA_FILE, Changes, apply_delta, base_fingerprint, base_reference, load_delta,
+                          save_delta)
 from ..tasks import HeadContext, HeadOutput, SharedLayers, TaskSpec, build_head, default_head_name
 from .features import Batch
 
-MODEL_FORMAT = 2  # 2: heads.safetensors holds "heads." and "shared." keys; mtbert.json has shared_hidden_layer
+MODEL_FORMAT = 3  # 3: "peft." keys in heads.safetensors, "peft" and "base" in mtbert.json (delta models)
+READABLE_FORMATS = (2, 3)  # 2: heads.safetensors holds "heads." and "shared." keys
 FREEZE_MODES = ("none", "encoder")
+SAVE_MODES = ("auto", "full", "delta")
 
 
 def split_output(output: EncoderOutput, parts: int) -> list[EncoderOutput]:
@@ -41,7 +49,7 @@ class MultitaskModel(nn.Module):
 
     def __init__(self, encoder: BertModel, tokenizer: BertTokenizer, specs: list[TaskSpec],
                  head_settings: Optional[dict[str, dict]] = None, max_length: int = 128,
-                 shared_hidden_layer: bool = False):
+                 shared_hidden_layer: bool = False, peft: Optional[dict[str, dict]] = None):
         super().__init__()
         self.encoder = encoder
         self.tokenizer = tokenizer
@@ -62,14 +70,28 @@ class MultitaskModel(nn.Module):
             head = build_head(name, spec, context, **settings)
             self.heads[spec.name] = head
             self.head_settings[spec.name] = {"type": name, **head.options()}
+        self.active_task = ActiveTask()
+        self.peft = nn.ModuleDict()
+        for name, options in (peft or {}).items():
+            method = build_peft_method(name, encoder.config, list(self.specs), options)
+            method.attach(encoder, self.active_task)
+            self.peft[name] = method
+        # Saving: where the encoder weights came from, the entries a parameter selection trains, and
+        # what an earlier delta changed from the base (kept by later saves).
+        self.base: Optional[str] = None
+        self.selection: dict[str, torch.Tensor] = {}
+        self.carried_changes: Changes = {}
+        self.save_mode = "auto"
 
     def encoding(self, task: str) -> str:
         return self.heads[task].encoding
 
-    def encode(self, batch: Batch, embedding_output: Optional[torch.Tensor] = None
+    def encode(self, batch: Batch, embedding_output: Optional[torch.Tensor] = None, task: Optional[str] = None
                ) -> tuple[list[EncoderOutput], tuple[torch.Tensor, ...]]:
         """The encoder over all of the batch's segments at once, split back into one output per segment.
-        ``embedding_output`` replaces the embedding layer's output (SMART perturbs it)."""
+        ``embedding_output`` replaces the embedding layer's output (SMART perturbs it). ``task`` picks
+        the per-task PEFT modules (default: the batch's task; an augmentation passes its head's task)."""
+        self.active_task.task = task or batch.task
         if embedding_output is None:
             output = self.encoder(batch.input_ids, batch.attention_mask, batch.token_type_ids)
         else:
@@ -95,7 +117,7 @@ class MultitaskModel(nn.Module):
             for layer in self.encoder.layers[layers - trainable_top_layers:]:
                 layer.requires_grad_(True)
             self.encoder.pooler.requires_grad_(True)
-        self.encoder_frozen = trainable_top_layers == 0
+        self.encoder_frozen = trainable_top_layers == 0 and not len(self.peft)
         self.train(self.training)
 
     def train_only_heads(self, tasks: list[str]) -> None:
@@ -109,15 +131,54 @@ class MultitaskModel(nn.Module):
 
     def train(self, mode: bool = True) -> "MultitaskModel":
         super().train(mode)
-        if self.encoder_frozen:
+        if self.encoder_frozen:  # a fixed feature extractor, PEFT modules included
             self.encoder.eval()
+            self.peft.eval()
         return self
 
     # ----- saving and loading -------------------------------------------------------------
+    def encoder_changes(self) -> Changes:
+        """Encoder tensors that differ from the base: name → None (the whole tensor) or the mask of the
+        entries that may differ (a parameter selection), including what a loaded delta changed."""
+        changes = dict(self.carried_changes)
+        for name, param in self.encoder.named_parameters():
+            mask = self.selection.get(name)
+            if name in changes and changes[name] is None:
+                continue
+            if mask is not None:
+                if name in changes:
+                    changes[name] = changes[name] | mask
+                elif param.requires_grad and bool(mask.any()):
+                    changes[name] = mask
+            elif param.requires_grad:
+                changes[name] = None
+        return changes
+
+    def saves_delta(self) -> bool:
+        """``auto``: a delta when the encoder has a base and not all of it changed; ``full``/``delta`` as named."""
+        if self.save_mode not in SAVE_MODES:
+            raise ValueError(f"model.save must be one of {', '.join(SAVE_MODES)}, not {self.save_mode!r}")
+        if self.save_mode == "full":
+            return False
+        if self.base is None:
+            if self.save_mode == "delta":
+                raise ValueError("model.save: delta needs the base checkpoint the encoder was loaded from")
+            return False
+        if self.save_mode == "delta":
+            return True
+        changes = self.encoder_changes()
+        return any(changes.get(name, False) is not None for name, _ in self.encoder.named_parameters())
+
     def save_pretrained(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.encoder.save_pretrained(directory)
+        base = None
+        if self.saves_delta():
+            self.encoder.config.save(directory / "config.json")
+            save_delta(self.encoder, self.encoder_changes(), directory / DELTA_FILE)
+            base = {"name": self.base, "fingerprint": base_fingerprint(self.base)}
+        else:
+            self.encoder.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         save_file(self.task_state(), str(directory / "heads.safetensors"), metadata={"format": "pt"})
         description = {
@@ -126,33 +187,52 @@ class MultitaskModel(nn.Module):
             "shared_hidden_layer": self.shared_hidden_layer,
             "tasks": [spec.to_dict() for spec in self.specs.values()],
             "heads": self.head_settings,
+            "peft": {name: method.settings() for name, method in self.peft.items()},
+            "base": base,
         }
         (directory / "mtbert.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "MultitaskModel":
+    def from_pretrained(cls, directory: str | Path, base: Optional[str] = None) -> "MultitaskModel":
+        """Load a saved model. A delta model loads its base (from where it was, or ``base``) first and
+        refuses a base whose weights differ from those it was trained on."""
         directory = Path(directory)
         description_file = directory / "mtbert.json"
         if not description_file.exists():
             raise CheckpointError(f"{directory} is not an mtbert model directory (no mtbert.json); "
                                   "pass a run's best/ directory")
         description = json.loads(description_file.read_text(encoding="utf-8"))
-        if description.get("format") != MODEL_FORMAT:
+        if description.get("format") not in READABLE_FORMATS:
             raise CheckpointError(f"{description_file}: unsupported format {description.get('format')!r}")
         specs = [TaskSpec.from_dict(values) for values in description["tasks"]]
-        model = cls(BertModel.from_pretrained(directory), BertTokenizer.from_pretrained(directory), specs,
+        delta = description.get("base")
+        changes: Changes = {}
+        if delta:
+            base_name = base or delta["name"]
+            found = base_fingerprint(base_name)
+            if found != delta["fingerprint"]:
+                raise CheckpointError(f"{directory} is a delta on a base whose weights file has SHA-256 "
+                                      f"{delta['fingerprint'][:12]}…; {base_name} has {found[:12]}…")
+            encoder = BertModel.from_pretrained(base_name)
+            changes = apply_delta(encoder, *load_delta(directory / DELTA_FILE), str(directory / DELTA_FILE))
+        else:
+            encoder = BertModel.from_pretrained(directory)
+        model = cls(encoder, BertTokenizer.from_pretrained(directory), specs,
                     description["heads"], description.get("max_length", 128),
-                    description.get("shared_hidden_layer", False))
+                    description.get("shared_hidden_layer", False), description.get("peft") or {})
         heads_file = directory / "heads.safetensors"
         if not heads_file.exists():
             raise CheckpointError(f"{heads_file} not found")
         model.load_heads(load_file(str(heads_file)), str(heads_file))
+        model.base = delta["name"] if delta else base_reference(str(directory))
+        model.carried_changes = changes
         return model
 
     def task_state(self) -> dict[str, torch.Tensor]:
-        """Everything but the encoder: the heads and the shared layers, one tensor per parameter."""
+        """Everything but the encoder: heads, shared layers and PEFT modules, one tensor per parameter."""
         state = {f"heads.{k}": v for k, v in self.heads.state_dict().items()}
         state.update({f"shared.{k}": v for k, v in self.shared.state_dict().items()})
+        state.update({f"peft.{k}": v for k, v in self.peft.state_dict().items()})
         return {k: v.detach().contiguous() for k, v in state.items()}
 
     def load_heads(self, state: dict[str, torch.Tensor], source: str) -> None:
@@ -163,7 +243,12 @@ class MultitaskModel(nn.Module):
         problems += [f"{k}: unexpected" for k in state if k not in expected]
         if problems:
             raise CheckpointError(f"{source} does not fit the heads in mtbert.json:\n  " + "\n  ".join(problems))
-        heads = {k[len("heads."):]: v for k, v in state.items() if k.startswith("heads.")}
-        shared = {k[len("shared."):]: v for k, v in state.items() if k.startswith("shared.")}
-        self.heads.load_state_dict(heads)
-        self.shared.load_state_dict(shared)
+        for prefix, module in (("heads.", self.heads), ("shared.", self.shared), ("peft.", self.peft)):
+            module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+    def shared_parameters(self) -> list[torch.nn.Parameter]:
+        """Trainable parameters every task's forward uses: the encoder, the shared layers and PEFT
+        modules that are not per task (what gradient surgery combines)."""
+        shared = list(self.encoder.parameters()) + list(self.shared.parameters())
+        shared += [p for method in self.peft.values() if not method.per_task for p in method.parameters()]
+        return [p for p in shared if p.requires_grad]

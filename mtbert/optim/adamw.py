@@ -36,6 +36,13 @@ class AdamW(Optimizer):
             raise ValueError(f"invalid eps {eps}")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, correct_bias=correct_bias)
         super().__init__(params, defaults)
+        self.update_masks: dict[torch.Tensor, torch.Tensor] = {}
+
+    def set_update_masks(self, masks: dict[torch.Tensor, torch.Tensor]) -> None:
+        """Parameters that may change only where their mask is 1 (parameter selection). Their gradients
+        are masked by the caller (hooks), which keeps the moments and the Adam step at exactly zero
+        elsewhere; here the decoupled weight decay is masked as well."""
+        self.update_masks = dict(masks)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -68,7 +75,12 @@ class AdamW(Optimizer):
         exp_avgs = [self.state[p]["exp_avg"] for p in params]
         exp_avg_sqs = [self.state[p]["exp_avg_sq"] for p in params]
         if weight_decay:
-            torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+            masked = [p for p in params if p in self.update_masks]
+            plain = [p for p in params if p not in self.update_masks] if masked else params
+            if plain:
+                torch._foreach_mul_(plain, 1.0 - lr * weight_decay)
+            if masked:  # p ← p − lr·wd·p·mask
+                torch._foreach_addcmul_(masked, masked, [self.update_masks[p] for p in masked], -lr * weight_decay)
         torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1.0 - beta2)

@@ -7,6 +7,7 @@ from torch import nn
 from ..bert import BertModel, BertTokenizer
 from ..config import ExperimentConfig
 from ..multitask import FREEZE_MODES, MultitaskModel
+from ..peft.delta import base_reference
 from ..optim import make_lr_scheduler, make_optimizer
 from ..multitask.augmentation import SENTIMENT_WEIGHT, Augmentation, build_augmentation
 from ..tasks import LOSSES, build_task_loss
@@ -22,13 +23,16 @@ def build_model(config: ExperimentConfig) -> MultitaskModel:
     else:
         model = new_model(config)
     apply_freezing(config, model)
+    model.save_mode = config.model.save
+    model.saves_delta()  # checks the mode now rather than at the first save
     return model
 
 
 def load_saved_model(config: ExperimentConfig) -> MultitaskModel:
     """A later stage: the saved model as it is (its heads come from its mtbert.json, not model.heads)."""
-    if config.model.heads:
-        raise ValueError("model.heads does not apply with model.init_from: the heads come from the saved model")
+    if config.model.heads or config.model.peft:
+        raise ValueError("model.heads and model.peft do not apply with model.init_from: "
+                         "the heads and PEFT modules come from the saved model")
     model = MultitaskModel.from_pretrained(config.model.init_from)
     missing = [task for task in config.data.tasks if task not in model.specs]
     if missing:
@@ -50,8 +54,10 @@ def new_model(config: ExperimentConfig) -> MultitaskModel:
     unknown = sorted(set(config.model.heads) - {s.name for s in specs})
     if unknown:
         raise ValueError(f"model.heads names task(s) not in data.tasks: {', '.join(unknown)}")
-    return MultitaskModel(encoder, tokenizer, specs, settings, config.model.max_length,
-                          config.model.shared_hidden_layer)
+    model = MultitaskModel(encoder, tokenizer, specs, settings, config.model.max_length,
+                           config.model.shared_hidden_layer, config.model.peft)
+    model.base = base_reference(config.model.name)
+    return model
 
 
 def apply_freezing(config: ExperimentConfig, model: MultitaskModel) -> None:

@@ -24,6 +24,11 @@ class Objective:
         loss = self.loss(model, batch)
         return loss if self.weight == 1.0 else self.weight * loss
 
+    @property
+    def plain(self) -> "Objective":
+        """The objective without regularisers (parameter selection's gradient pass uses it)."""
+        return self
+
 
 class LabelObjective(Objective):
     def __init__(self, label_loss: LabelLoss, weight: float = 1.0):
@@ -49,6 +54,10 @@ class SmartObjective(Objective):
     def __init__(self, inner: LabelObjective, smart):
         super().__init__(inner.weight)
         self.inner, self.smart = inner, smart
+
+    @property
+    def plain(self) -> Objective:
+        return self.inner
 
     def __call__(self, model: MultitaskModel, batch: Batch) -> torch.Tensor:
         output = model(batch)

@@ -31,14 +31,15 @@ class StepRunner:
         self.optimizer, self.lr_scheduler, self.scaler = optimizer, lr_scheduler, scaler
         self.precision, self.max_grad_norm = precision, max_grad_norm
         self.features, self.counters, self.after_update = features, counters, after_update
-        self.shared = [p for p in list(model.encoder.parameters()) + list(model.shared.parameters()) if p.requires_grad]
 
     # ----- pieces -------------------------------------------------------------------------
-    def _loss(self, task: str, indices: list[int]) -> tuple[torch.Tensor, Batch]:
+    def task_loss(self, task: str, indices: list[int], regularized: bool = True) -> tuple[torch.Tensor, Batch]:
+        """The weighted loss of one task batch (without SMART's regulariser when not ``regularized``)."""
         features = self.features(task)
         batch = collate(features, indices, self.model.tokenizer.pad_token_id).to(self.precision.device)
+        objective = self.objectives[task] if regularized else self.objectives[task].plain
         with self.precision.autocast():
-            loss = self.objectives[task](self.model, batch)
+            loss = objective(self.model, batch)
         return loss.float(), batch
 
     def _penalty(self) -> Optional[torch.Tensor]:
@@ -84,7 +85,7 @@ class StepRunner:
             return self._run_separate(step, step_number)
         losses, examples, batches = {}, {}, []
         for task, indices in step:
-            losses[task], batch = self._loss(task, indices)
+            losses[task], batch = self.task_loss(task, indices)
             examples[task] = batch.size
             batches.append(batch)
         bad = [task for task, loss in losses.items() if not torch.isfinite(loss)]
@@ -92,7 +93,7 @@ class StepRunner:
             return self._skip(step_number, bad)
         terms = self.balancer.terms(losses, examples)
         penalty = self._penalty()
-        if self.surgery is None or len(terms) < 2 or not self.shared:  # nothing shared trains: nothing to combine
+        if self.surgery is None or len(terms) < 2 or not self.model.shared_parameters():  # nothing shared trains: nothing to combine
             total = sum(terms.values())
             self._backward(total + penalty if penalty is not None else total)
         else:
@@ -108,7 +109,7 @@ class StepRunner:
         """One optimizer step per task batch of the step (report 004), each with its own LR-schedule step."""
         total = 0.0
         for task, indices in step:
-            loss, batch = self._loss(task, indices)
+            loss, batch = self.task_loss(task, indices)
             if not torch.isfinite(loss):
                 self._skip(step_number, [task])
                 total = float("nan")
@@ -126,15 +127,16 @@ class StepRunner:
         the heads (and learned balancer weights) accumulate their plain gradients meanwhile."""
         rows = []
         names = list(terms)
+        shared = self.model.shared_parameters()  # read per step: a parameter selection may freeze some
         for i, task in enumerate(names):
             self._backward(terms[task], retain_graph=i < len(names) - 1)  # balancer weights share a graph
             rows.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
-                                   for p in self.shared]))
-            for p in self.shared:
+                                   for p in shared]))
+            for p in shared:
                 p.grad = None
         combined = self.surgery(torch.stack(rows))
         offset = 0
-        for p in self.shared:
+        for p in shared:
             p.grad = combined[offset: offset + p.numel()].view_as(p).to(p.dtype)
             offset += p.numel()
 

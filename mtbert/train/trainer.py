@@ -5,6 +5,8 @@ Run directory layout (what scripts may rely on):
     config.yaml      the resolved config
     metrics.jsonl    one JSON object per evaluation (step, epoch, split, <task>_<metric>, composite)
     checkpoint.pt    the resumable state (atomic)
+    parameters.json  stored and tunable parameters per task (after any parameter selection)
+    selection.safetensors  the parameter selection's masks, when there is one
     best/            the best model by dev composite (loadable by MultitaskModel.from_pretrained)
     predictions/     leaderboard files for dev and test of every task
     results.json     best metrics, timing and throughput
@@ -31,7 +33,10 @@ from .builder import build_augmentations, build_model, build_optimizer, penalty_
 from ..precision import resolve_device, resolve_precision
 from .data import TaskSplits, labelled_split, load_augmentation_splits, load_task_splits
 from .interrupt import StopRequest
+from ..peft import build_selection, format_accounting, parameter_accounting
 from .objectives import SmartObjective
+from ..peft.delta import DELTA_FILE
+from .selection import select_parameters
 from .smart import Smart
 from .step import StepRunner, optimizer_steps
 from .state import STATE_FILE, atomic_torch_save, load_training_state, restore_rng_states, rng_states
@@ -89,6 +94,9 @@ class Trainer:
             for task in self.smart.tasks:
                 if task in self.train_tasks:
                     self.objectives[task] = SmartObjective(self.objectives[task], self.smart)
+        self.selection = build_selection(config.model.selection, config.model.selection_options) \
+            if config.model.selection else None
+        self.selection_report: dict = {}
         self.stop = StopRequest()
         self.step = 0
         self.epoch = 0
@@ -212,6 +220,13 @@ class Trainer:
         else:
             self.config.save(self.run_dir / "config.yaml")
             (self.run_dir / "metrics.jsonl").write_text("", encoding="utf-8")
+        if self.selection is not None:
+            self.selection_report = select_parameters(
+                self.selection, self.config.model.selection, self.model, self.runner, self.optimizer,
+                self.train_tasks, self.config.train.batch_size, self.config.train.seed, self.run_dir, resume)
+        self.parameters = parameter_accounting(self.model)
+        (self.run_dir / "parameters.json").write_text(json.dumps(self.parameters, indent=2) + "\n", encoding="utf-8")
+        log.info("parameters:\n%s", format_accounting(self.parameters))
         with self.stop:
             while self.epoch < self.total_epochs and self.step < self.total_steps:
                 if not self._run_epoch():
@@ -285,7 +300,10 @@ class Trainer:
             "skipped_nonfinite_batches": self.counters["skipped_nonfinite"],
             "skipped_empty_labels": {t: d.skipped for t, d in self.data.items()},
             "device": str(self.device), "precision": self.precision.name,
-            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "parameters": self.parameters,
+            "parameter_selection": self.selection_report,
+            "saved_bytes": sum(f.stat().st_size for f in best_dir.iterdir() if f.is_file()),
+            "delta_checkpoint": (best_dir / DELTA_FILE).exists(),
         }
         (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         return results

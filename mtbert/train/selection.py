@@ -1,0 +1,63 @@
+"""Running a parameter selection inside a run: the gradient pass over the training data (SAM), the
+masks saved with the run, and on ``--resume`` the saved masks instead of a new pass."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import torch
+
+from ..multitask import MultitaskModel, bucketed_batches
+from ..peft import (SELECTION_FILE, ParameterSelection, apply_masks, load_selection, save_selection,
+                    selected_count)
+from .step import StepRunner
+
+log = logging.getLogger("mtbert")
+
+
+def gradient_pass(runner: StepRunner, model: MultitaskModel, tasks: list[str], batch_size: int, seed: int):
+    """Losses of the training data, batch by batch (dropout off), for SAM's accumulation of squared
+    gradients; at most ``limit`` batches per task. Batches are length-bucketed in a seeded random order,
+    so a limited pass is a random sample, not the shortest sentences."""
+
+    def losses(limit: Optional[int]) -> Iterator[torch.Tensor]:
+        was_training = model.training
+        model.eval()
+        try:
+            for task in tasks:
+                features = runner.features(task)
+                batches = bucketed_batches(features.lengths, batch_size, torch.Generator().manual_seed(seed), 50)
+                for indices in batches[:limit] if limit is not None else batches:
+                    loss, _ = runner.task_loss(task, indices, regularized=False)
+                    yield loss
+        finally:
+            model.train(was_training)
+
+    return losses
+
+
+def select_parameters(selection: ParameterSelection, name: str, model: MultitaskModel, runner: StepRunner,
+                      optimizer, tasks: list[str], batch_size: int, seed: int, run_dir: Path, resume: bool) -> dict:
+    """Choose (or, resuming, reload) the trainable encoder entries and restrict training to them.
+    Returns what to report: how many weights were candidates and selected, and the pass's seconds."""
+    candidates = {n: p for n, p in model.encoder.named_parameters() if p.requires_grad}
+    if not candidates:
+        raise ValueError("model.selection: no encoder weights are trainable to select from (model.freeze?)")
+    path = run_dir / SELECTION_FILE
+    started = time.perf_counter()
+    if resume and path.exists():
+        masks = load_selection(path, candidates)
+    else:
+        masks = selection.select(candidates, gradient_pass(runner, model, tasks, batch_size, seed))
+        save_selection(path, masks, name)
+    seconds = time.perf_counter() - started
+    apply_masks(candidates, masks, optimizer)
+    model.selection = masks
+    total = sum(p.numel() for p in candidates.values())
+    chosen = selected_count(masks)
+    log.info("parameter selection %s: %d of %d encoder weights (%.2f%%) train; %.1f s", name, chosen, total,
+             100 * chosen / total, seconds)
+    return {"method": name, "candidates": total, "selected": chosen, "seconds": round(seconds, 2)}
