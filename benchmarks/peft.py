@@ -1,0 +1,76 @@
+"""Parameter-efficient fine-tuning compared on the multitask data: each method one short run of the
+quickstart recipe on the embedded all-MiniLM-L6-v2, same data, seed and one epoch.
+
+    python benchmarks/peft.py [--shrink 20] [--eval-limit 600] [--only lora sam ...] [--set key=value ...]
+
+The table gives each method's dev scores, the parameters that train (and their share of the model),
+the bytes its best/ directory takes on disk (a delta directory when the encoder is partly frozen:
+tokenizer files included, base encoder not), and the training seconds of the epoch (for SAM, the
+gradient pass over the training data is a separate column). Methods that train only new modules use
+a 10× larger learning rate than full fine-tuning (1e-3 vs 1e-4), the usual practice for adapters and
+LoRA; LHUC gets 1e-2 (a few thousand scales).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from common import RECIPES, machine, markdown_table, run_recipe, save
+
+FROZEN = {"model.freeze": "encoder", "train.lr": 1.0e-3}
+VARIANTS = {
+    "full fine-tuning": {},
+    "heads only (frozen encoder)": FROZEN,
+    "top 2 layers": {"model.freeze": "encoder", "model.trainable_top_layers": 2},
+    "adapter after feed-forward, per task": {**FROZEN, "model.peft": {"adapter": {"size": 64}}},
+    "adapter after layer norm, per task": {**FROZEN, "model.peft": {"adapter": {"size": 64, "placement": "layer_norm"}}},
+    "adapter Houlsby (attn + FF), shared": {**FROZEN, "model.peft": {"adapter": {"size": 64, "placement": "houlsby",
+                                                                             "per_task": False}}},
+    "PALs, per task": {**FROZEN, "model.peft": {"pals": {"size": 204, "heads": 12}}},
+    "LHUC, per task": {**FROZEN, "train.lr": 1.0e-2, "model.peft": {"lhuc": {}}},
+    "LoRA q,v r=8, per task": {**FROZEN, "model.peft": {"lora": {"rank": 8}}},
+    "LoRA q,v r=8, shared": {**FROZEN, "model.peft": {"lora": {"rank": 8, "per_task": False}}},
+    "SAM 30%": {"model.selection": "sam", "model.selection_options": {"fraction": 0.3}},
+    "random 30%": {"model.selection": "random", "model.selection_options": {"fraction": 0.3}},
+    "BitFit": {"model.selection": "bitfit", "train.lr": 1.0e-3},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--shrink", type=int, default=20)
+    parser.add_argument("--eval-limit", type=int, default=600)
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--output-root", default="runs/peft-bench")
+    args = parser.parse_args()
+    rows, records, info = [], {}, {}
+    for index, name in enumerate(args.only):
+        overrides = [f"{k}={json.dumps(v) if isinstance(v, dict) else v}" for k, v in VARIANTS[name].items()]
+        overrides += [f"data.shrink={args.shrink}", f"data.eval_limit={args.eval_limit}", "train.epochs=1",
+                      "train.checkpoint_every=0", *args.set]
+        trainer, results, wall = run_recipe(RECIPES / "quickstart.yaml", overrides,
+                                            f"{args.output_root}/{index:02d}")
+        best, counts = results["best"], results["parameters"]["model"]
+        info = machine(trainer.device)
+        records[name] = {"results": results, "wall_seconds": wall, "config": trainer.config.to_dict()}
+        selection = results["parameter_selection"]
+        rows.append([name, f"{best['sst_acc']:.3f}", f"{best['quora_acc']:.3f}", f"{best['sts_pearson']:.3f}",
+                     f"{best['composite']:.3f}", f"{counts['tunable'] / 1e6:.3f}M",
+                     f"{100 * counts['tunable_share']:.2f}%", f"{results['saved_bytes'] / 2**20:.1f}",
+                     f"{results['train_seconds']:.0f}", f"{selection['seconds']:.0f}" if selection else "",
+                     f"{trainer.config.train.lr:g}"])
+        print(f"{name}: composite {best['composite']:.4f}, {results['train_seconds']:.0f} s", flush=True)
+    table = markdown_table(["method", "SST acc", "Quora acc", "STS r", "composite", "tunable", "share",
+                            "best/ MiB", "train s/epoch", "selection s", "lr"], rows)
+    print(f"\nMachine: {info.get('device')}; model all-MiniLM-L6-v2 (embedded, 22.7M parameters); 1/{args.shrink} "
+          f"of each training set, first {args.eval_limit} dev examples per task; 1 epoch, batch 32, mean pooling, "
+          "seed 11711\n")
+    print(table)
+    save("peft", {"machine": info, "shrink": args.shrink, "eval_limit": args.eval_limit, "runs": records,
+                  "table": table})
+
+
+if __name__ == "__main__":
+    main()
