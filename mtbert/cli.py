@@ -1,4 +1,4 @@
-"""``mtbert train | evaluate | predict``: the command line over the Python API."""
+"""``mtbert train | evaluate | predict | search | report | compare``: the command line over the Python API."""
 
 from __future__ import annotations
 
@@ -103,6 +103,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from .experiments.search import format_table, run_search
+
+    output = Path(args.output_dir or Path("runs") / f"search-{Path(args.config).stem}")
+    _setup_logging(output)
+    summary = run_search(args.config, output, args.trials, args.storage, args.study, tuple(args.set))
+    print(format_table(summary["trials"]))
+    if "best" in summary:
+        best = summary["best"]
+        print(f"\nbest: trial {best['number']}, {best['value']:.4f} with {json.dumps(best['params'])}; "
+              f"recipe {best['recipe']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .experiments.report import write_report
+
+    path = write_report(args.run_dir, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .experiments.compare import compare
+
+    print(compare(args.run_dirs, args.html))
+    if args.html:
+        print(f"\nwrote {args.html}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtbert", description="Multitask fine-tuning of BERT encoders.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +167,26 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--text-pair", action="append", help="the second sentence, for pair tasks")
             command.add_argument("--input", help="a file in the task's format (its label column is not needed)")
             command.add_argument("--output", help="write a leaderboard-format file instead of printing")
+
+    search = commands.add_parser("search", help="hyper-parameter search with Optuna (grid, random, TPE)")
+    search.add_argument("--config", required=True, help="the search file: recipe, space, sampler, trials")
+    search.add_argument("--trials", type=int, help="trials for this worker (default: the file's)")
+    search.add_argument("--output-dir", help="where trials, tables and best.yaml go (default runs/search-<file>)")
+    search.add_argument("--storage", help="Optuna storage URL shared by workers (default sqlite in the output dir)")
+    search.add_argument("--study", help="study name (default: the search file's name)")
+    search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override for every trial, after the file's (repeatable)")
+    search.set_defaults(handler=cmd_search)
+
+    report = commands.add_parser("report", help="an HTML report with figures of one run")
+    report.add_argument("run_dir")
+    report.add_argument("--output", help="directory for report.html and the PNGs (default RUN_DIR/report)")
+    report.set_defaults(handler=cmd_report)
+
+    compare = commands.add_parser("compare", help="one table of several runs: config differences, metrics, time")
+    compare.add_argument("run_dirs", nargs="+")
+    compare.add_argument("--html", help="also write the table as an HTML page")
+    compare.set_defaults(handler=cmd_compare)
     return parser
 
 

@@ -35,7 +35,8 @@ class ModelConfig:
     max_length: int = 128             # tokens per input, truncated longest-first for pairs
     heads: dict[str, HeadConfig] = dataclasses.field(default_factory=dict)  # per task; missing = defaults
     shared_hidden_layer: bool = False # one linear + ReLU shared by all heads, on every sentence vector (002)
-    freeze: str = "none"              # none | encoder (train the heads only; the handout's "pretrain" mode)
+    freeze: str = "none"              # none | encoder (train the heads only; the handout's "pretrain" mode) |
+                                      #   embeddings (fix the embedding layer, train the rest)
     trainable_top_layers: int = 0     # with freeze: encoder, still train the top N layers and the pooler
     init_from: str = ""               # start from a saved mtbert model (a run's best/): encoder, heads, tokenizer
     trainable_heads: list[str] = dataclasses.field(default_factory=list)  # train only these heads, all else
@@ -121,7 +122,9 @@ class TrainConfig:
     checkpoint_every: int = 500       # optimizer steps between resumable checkpoints (0 = epoch ends only)
     eval_every_epoch: bool = True
     progress: bool = True             # tqdm bar with loss and tokens/s
-    log_every: int = 100              # also log loss and tokens/s every N steps (0 = never)
+    log_every: int = 100              # every N steps: loss and lr to metrics.jsonl (and TensorBoard), tokens/s to
+                                      #   the log and TensorBoard (0 = never)
+    tensorboard: bool = True          # TensorBoard scalars in <run>/tensorboard when the package is installed
 
 
 @dataclasses.dataclass
@@ -155,7 +158,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _build(cls: type, values: Any, where: str) -> Any:
+def build_dataclass(cls: type, values: Any, where: str) -> Any:
     """Build dataclass ``cls`` from a plain dict, checking keys and types, naming ``where`` on error."""
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
@@ -171,7 +174,7 @@ def _build(cls: type, values: Any, where: str) -> Any:
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value or {}, where)
+        return build_dataclass(hint, value or {}, where)
     if origin is typing.Union:
         if value is None and type(None) in args:
             return None
@@ -217,20 +220,25 @@ def _merge(base: dict, override: dict) -> dict:
     return merged
 
 
+def read_yaml_mapping(path: Path) -> dict:
+    """A YAML file whose top level is a mapping, or a ConfigError naming the file."""
+    if not path.exists():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return loaded
+
+
 def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> ExperimentConfig:
     """Defaults, then the YAML file at ``path``, then each ``key=value`` override (YAML-parsed)."""
     values: dict = {}
     if path is not None:
         path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file {path} not found")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from error
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
-        values = _merge(values, loaded)
+        values = _merge(values, read_yaml_mapping(path))
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=3e-5")
@@ -238,6 +246,6 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
         _set_path(values, key.strip(), raw.strip())
     where = str(path) if path is not None else "config"
     try:
-        return _build(ExperimentConfig, values, "")
+        return build_dataclass(ExperimentConfig, values, "")
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None

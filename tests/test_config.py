@@ -61,3 +61,13 @@ def test_data_dir_precedence(monkeypatch, tmp_path):
     assert load_config(None).resolved_data_dir() == tmp_path
     assert load_config(None, ["data.dir=explicit"]).resolved_data_dir() == Path("explicit")
     assert resolve_data_dir("flag") == Path("flag")
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.yaml")))
+def test_every_recipe_builds_its_model(recipe):
+    from mtbert.train.builder import build_model
+
+    config = load_config(RECIPES / recipe)
+    model = build_model(config)
+    assert set(model.specs) == set(config.data.tasks)
+    assert set(model.peft) == set(config.model.peft)

@@ -70,7 +70,7 @@ def test_frozen_encoder_is_bit_identical_after_training(tmp_path, tiny_checkpoin
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("model.freeze=layers", "model.freeze must be one of none, encoder"),
+    ("model.freeze=layers", "model.freeze must be one of none, encoder, embeddings"),
     ("model.trainable_top_layers=1", "trainable_top_layers only applies with model.freeze: encoder"),
     ("model.heads={quora: {type: cosine, options: {scale: 3, color: red}}}", r"head 'cosine' has no option\(s\) color"),
     ("model.heads={sst: {type: cosine}}", "needs a sentence-pair task"),

@@ -305,3 +305,15 @@ def test_wrong_peft_settings_are_one_clear_line(tmp_path, tiny_checkpoint, data_
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and re.search(message, err), err
+
+
+def test_frozen_embeddings_stay_fixed_and_only_the_layers_are_saved(tmp_path, tiny_checkpoint, data_dir):
+    trainer, results, encoder, _ = train(tiny_checkpoint, data_dir, tmp_path / "run", **{
+        "model.freeze": "embeddings", "train.weight_decay": 0.01})
+    after = trainer.model.encoder.state_dict()
+    embeddings = [k for k in after if k.startswith("embeddings.")]
+    assert embeddings and all(torch.equal(after[k], encoder[k]) for k in embeddings)
+    assert all(not torch.equal(after[k], encoder[k]) for k in after if k.endswith("ffn_in.weight"))
+    delta = load_file(str(tmp_path / "run" / "best" / "encoder_delta.safetensors"))
+    assert set(delta) == {k for k, p in trainer.model.encoder.named_parameters() if not k.startswith("embeddings.")}
+    assert results["delta_checkpoint"]

@@ -96,7 +96,8 @@ def test_saved_model_reloads_to_identical_outputs(trained_run):
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_checkpoint, data_dir):
     """Stop mid-epoch the way Ctrl-C does (a stop request after a step), resume, and compare with a
     run that was never stopped: same metrics and bit-identical parameters."""
-    config = load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **{"train.epochs": 2}))
+    config = load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **{
+        "train.epochs": 2, "train.log_every": 2}))
     whole = Trainer(config, tmp_path / "whole").train()
 
     def stop_at_step_5(trainer):
@@ -114,6 +115,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_checkpoint, d
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
     lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
     assert lines == (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()
+    assert sum('"split": "train"' in line for line in lines) >= 3  # training records survive the resume too
 
 
 def test_max_steps_stops_early_and_still_evaluates(tmp_path, tiny_checkpoint, data_dir):

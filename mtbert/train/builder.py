@@ -66,6 +66,8 @@ def apply_freezing(config: ExperimentConfig, model: MultitaskModel) -> None:
         raise ValueError(f"model.freeze must be one of {', '.join(FREEZE_MODES)}, not {mode!r}")
     if mode == "encoder":
         model.freeze_encoder(top)
+    elif mode == "embeddings":
+        model.freeze_embeddings()
     elif top:
         raise ValueError("model.trainable_top_layers only applies with model.freeze: encoder")
     if config.model.trainable_heads:

@@ -3,7 +3,11 @@ resumable checkpoints and prediction files.
 
 Run directory layout (what scripts may rely on):
     config.yaml      the resolved config
-    metrics.jsonl    one JSON object per evaluation (step, epoch, split, <task>_<metric>, composite)
+    metrics.jsonl    one JSON object per evaluation (split "dev": step, epoch, <task>_<metric>, composite,
+                     train_loss, lr) and every train.log_every steps (split "train": step, epoch, loss,
+                     mean_loss, lr)
+    tensorboard/     the same numbers plus throughput, when the tensorboard package is installed
+    analysis/        <task>-dev.jsonl: the best model's dev predictions with texts, gold and raw outputs
     checkpoint.pt    the resumable state (atomic)
     parameters.json  stored and tunable parameters per task (after any parameter selection)
     selection.safetensors  the parameter selection's masks, when there is one
@@ -26,7 +30,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import ExperimentConfig
-from ..evaluate import evaluate_split, predict_features, prediction_file_name, write_predictions
+from ..evaluate import (analysis_file, evaluate_split, predict_features, prediction_file_name, write_analysis,
+                        write_predictions)
 from ..multitask import (MultitaskModel, Plan, build_balancer, build_schedule, build_surgery, bucketed_batches,
                          plan_counts, random_batches)
 from .builder import build_augmentations, build_model, build_optimizer, penalty_terms, task_objectives
@@ -39,6 +44,7 @@ from ..peft.delta import DELTA_FILE
 from .selection import select_parameters
 from .smart import Smart
 from .step import StepRunner, optimizer_steps
+from .run_log import RunLog, read_metrics
 from .state import STATE_FILE, atomic_torch_save, load_training_state, restore_rng_states, rng_states
 
 log = logging.getLogger("mtbert")
@@ -46,10 +52,16 @@ Callback = Callable[["Trainer"], None]
 
 
 class Trainer:
-    def __init__(self, config: ExperimentConfig, run_dir: Path, callbacks: Sequence[Callback] = ()):
+    """``callbacks`` run after every step; ``eval_callbacks`` after every dev evaluation, with its record
+    (a search prunes trials there by raising)."""
+
+    def __init__(self, config: ExperimentConfig, run_dir: Path, callbacks: Sequence[Callback] = (),
+                 eval_callbacks: Sequence[Callable[["Trainer", dict], None]] = ()):
         self.config = config
         self.run_dir = Path(run_dir)
         self.callbacks = list(callbacks)
+        self.eval_callbacks = list(eval_callbacks)
+        self.run_log = RunLog(self.run_dir, config.train.tensorboard)
         train = config.train
         if train.num_threads:
             torch.set_num_threads(train.num_threads)
@@ -102,7 +114,6 @@ class Trainer:
         self.epoch = 0
         self.position = 0
         self.best_score = -math.inf
-        self.metric_lines = 0
         self.epoch_loss = [0.0, 0]  # sum and count of finite losses this epoch, saved so resume logs the same
         self.runner = StepRunner(
             self.model, self.objectives, self.penalties, self.balancer,
@@ -144,7 +155,7 @@ class Trainer:
             "balancer": self.balancer.state_dict(),
             "smart": self.smart.state_dict() if self.smart is not None else {},
             "step": self.step, "epoch": self.epoch, "position": self.position,
-            "best_score": self.best_score, "metric_lines": self.metric_lines, "epoch_loss": list(self.epoch_loss),
+            "best_score": self.best_score, "metric_lines": self.run_log.lines, "epoch_loss": list(self.epoch_loss),
             "counters": dict(self.counters), "rng": rng_states(),
         }
         atomic_torch_save(state, self.run_dir / STATE_FILE)
@@ -160,14 +171,10 @@ class Trainer:
         if self.smart is not None:
             self.smart.load_state_dict(state["smart"])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
-        self.best_score, self.metric_lines = state["best_score"], state["metric_lines"]
+        self.best_score, self.resumed_lines = state["best_score"], state["metric_lines"]
         self.epoch_loss = list(state["epoch_loss"])
         self.counters.update(state["counters"])
         restore_rng_states(state["rng"])
-        metrics = self.run_dir / "metrics.jsonl"
-        if metrics.exists():  # drop lines of an evaluation the checkpoint does not know about
-            lines = metrics.read_text(encoding="utf-8").splitlines(keepends=True)[: self.metric_lines]
-            metrics.write_text("".join(lines), encoding="utf-8")
         log.info("resumed %s at step %d (epoch %d, batch %d)", self.run_dir, self.step, self.epoch, self.position)
 
     # ----- evaluation ---------------------------------------------------------------------
@@ -180,14 +187,14 @@ class Trainer:
         metrics, _ = evaluate_split(self.model, dev, self.config.train.eval_batch_size, self.precision)
         record = {"step": self.step, "epoch": self.epoch, "split": "dev", **metrics,
                   "train_loss": train_loss, "lr": self.lr_scheduler.get_last_lr()[0]}
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-        self.metric_lines += 1
+        self.run_log.record(record)
         summary = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
         log.info("step %d epoch %d dev: %s", self.step, self.epoch, summary)
         if metrics["composite"] > self.best_score:
             self.best_score = metrics["composite"]
             self.save_best()
+        for callback in self.eval_callbacks:
+            callback(self, record)
         return record
 
     def save_best(self) -> None:
@@ -211,15 +218,18 @@ class Trainer:
                 result = predict_features(model, features, self.config.train.eval_batch_size, self.precision)
                 path = self.run_dir / "predictions" / prediction_file_name(features.spec, split)
                 write_predictions(path, features.spec, result.ids, result.predictions)
+                if split == "dev" and result.labels is not None:
+                    write_analysis(analysis_file(self.run_dir, features.spec.name), features, result)
 
     # ----- the loop -----------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.resumed_lines = 0
         if resume:
             self.restore_state()
         else:
             self.config.save(self.run_dir / "config.yaml")
-            (self.run_dir / "metrics.jsonl").write_text("", encoding="utf-8")
+        self.run_log.start(resume, self.resumed_lines)
         if self.selection is not None:
             self.selection_report = select_parameters(
                 self.selection, self.config.model.selection, self.model, self.runner, self.optimizer,
@@ -227,11 +237,14 @@ class Trainer:
         self.parameters = parameter_accounting(self.model)
         (self.run_dir / "parameters.json").write_text(json.dumps(self.parameters, indent=2) + "\n", encoding="utf-8")
         log.info("parameters:\n%s", format_accounting(self.parameters))
-        with self.stop:
-            while self.epoch < self.total_epochs and self.step < self.total_steps:
-                if not self._run_epoch():
-                    return {"interrupted": True, "step": self.step, "run_dir": str(self.run_dir)}
-        return self.finish()
+        try:
+            with self.stop:
+                while self.epoch < self.total_epochs and self.step < self.total_steps:
+                    if not self._run_epoch():
+                        return {"interrupted": True, "step": self.step, "run_dir": str(self.run_dir)}
+            return self.finish()
+        finally:
+            self.run_log.close()
 
     def _run_epoch(self) -> bool:
         """One epoch from the saved position. False when stopped by a request (Ctrl-C)."""
@@ -260,6 +273,9 @@ class Trainer:
             bar.set_postfix(loss=f"{loss:.3f}", task=task, tok_s=f"{tokens_per_second:.0f}")
             every = self.config.train.log_every
             if every and self.step % every == 0:
+                self.run_log.record({"step": self.step, "epoch": self.epoch, "split": "train", "loss": loss,
+                                     "mean_loss": self.mean_epoch_loss(), "lr": self.lr_scheduler.get_last_lr()[0]},
+                                    scalars={"tokens_per_second": tokens_per_second})
                 log.info("step %d/%d epoch %d: mean loss %.4f, %.0f tokens/s", self.step, self.total_steps,
                          self.epoch + 1, self.mean_epoch_loss(), tokens_per_second)
             for callback in self.callbacks:
@@ -287,7 +303,7 @@ class Trainer:
             self.save_best()
         best = MultitaskModel.from_pretrained(best_dir).to(self.device)
         self.write_predictions(best)
-        records = [json.loads(x) for x in (self.run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        records = read_metrics(self.run_dir, "dev")
         best_record = max(records, key=lambda r: r["composite"]) if records else {}
         padded = self.counters["padded_tokens"]
         results = {

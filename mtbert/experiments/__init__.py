@@ -1,0 +1,1 @@
+"""Experiment tooling over runs: hyper-parameter search (Optuna), run reports, run comparison."""

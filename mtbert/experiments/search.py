@@ -1,0 +1,241 @@
+"""``mtbert search``: hyper-parameter search with Optuna over any config field.
+
+A search file names a base recipe, fixed overrides, the space and how to search it::
+
+    recipe: ../recipes/quickstart.yaml     # relative to this file
+    overrides: [data.shrink=20]
+    objective: composite                   # any dev metric in metrics.jsonl (sst_acc, sts_pearson, ...)
+    direction: maximize
+    sampler: tpe                           # tpe | random | grid
+    trials: 20
+    pruner: median                         # none | median: stop trials whose dev score lags, per epoch
+    space:
+      train.lr: {low: 1.0e-5, high: 1.0e-3, log: true}
+      train.batch_size: {choices: [16, 32]}
+      train.epochs: {low: 1, high: 3, type: int}
+
+Each trial is a run in ``<output>/trial-NNNN``. The study lives in an Optuna database (SQLite in the
+output directory unless ``--storage`` names another), so several workers, on one machine or many, can
+run the same search at once: Optuna hands out trial numbers, so their run directories never collide.
+At the end the worker prints and saves the table of every trial in the study (``trials.csv``,
+``trials.md``) and writes the best trial's full config as a recipe (``best.yaml``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from ..config import ConfigError, ExperimentConfig, build_dataclass, load_config, read_yaml_mapping
+
+log = logging.getLogger("mtbert")
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("none", "median")
+DIRECTIONS = ("maximize", "minimize")
+
+
+@dataclasses.dataclass
+class ParameterSpace:
+    """One searched field: ``choices`` (any values; what grid search enumerates), or a range
+    ``low``..``high`` of ``type`` float or int, optionally on a log scale or with a ``step``."""
+
+    choices: Optional[list[Any]] = None
+    low: Optional[float] = None
+    high: Optional[float] = None
+    type: str = "float"
+    log: bool = False
+    step: Optional[float] = None
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    recipe: str = ""
+    overrides: list[str] = dataclasses.field(default_factory=list)
+    objective: str = "composite"
+    direction: str = "maximize"
+    sampler: str = "tpe"
+    seed: int = 0
+    trials: int = 10
+    pruner: str = "none"
+    pruner_warmup_epochs: int = 0     # epochs a trial runs before it can be pruned
+    space: dict[str, ParameterSpace] = dataclasses.field(default_factory=dict)
+
+
+def load_search(path: str | Path, trials: Optional[int] = None) -> tuple[SearchConfig, Path]:
+    path = Path(path)
+    try:
+        search = build_dataclass(SearchConfig, read_yaml_mapping(path), "")
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    if trials is not None:
+        search.trials = trials
+    problems = []
+    if not search.recipe:
+        problems.append("recipe: the base recipe is required")
+    if not search.space:
+        problems.append("space: nothing to search")
+    for field, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS), ("direction", DIRECTIONS)):
+        if getattr(search, field) not in allowed:
+            problems.append(f"{field}: {getattr(search, field)!r} is not one of {', '.join(allowed)}")
+    for name, space in search.space.items():
+        if space.choices is None and (space.low is None or space.high is None):
+            problems.append(f"space.{name}: give choices, or low and high")
+        elif space.choices is None and space.type not in ("float", "int"):
+            problems.append(f"space.{name}: type must be float or int, not {space.type!r}")
+        elif space.choices is None and space.low >= space.high:
+            problems.append(f"space.{name}: low must be below high")
+        if search.sampler == "grid" and space.choices is None:
+            problems.append(f"space.{name}: grid search needs choices")
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+    recipe = Path(search.recipe)
+    if not recipe.is_absolute():
+        recipe = path.parent / recipe
+    load_config(recipe, search.overrides)  # fail now, not in trial 0, on a bad recipe or override
+    for name, space in search.space.items():  # and on a field that does not exist or takes another type
+        sample = space.choices[0] if space.choices is not None else space.low
+        load_config(recipe, [*search.overrides, override(name, int(sample) if space.type == "int" else sample)])
+    return search, recipe
+
+
+def override(name: str, value: Any) -> str:
+    return f"{name}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+
+
+def suggest(trial, name: str, space: ParameterSpace) -> Any:
+    if space.choices is not None:
+        return trial.suggest_categorical(name, space.choices)
+    if space.type == "int":
+        return trial.suggest_int(name, int(space.low), int(space.high), step=int(space.step or 1), log=space.log)
+    return trial.suggest_float(name, space.low, space.high, step=space.step, log=space.log)
+
+
+def make_sampler(search: SearchConfig):
+    import optuna
+
+    if search.sampler == "grid":
+        return optuna.samplers.GridSampler({n: s.choices for n, s in search.space.items()}, seed=search.seed)
+    if search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=search.seed)
+    return optuna.samplers.TPESampler(seed=search.seed)
+
+
+def make_pruner(search: SearchConfig):
+    import optuna
+
+    if search.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=search.pruner_warmup_epochs)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(search: SearchConfig, storage: str, name: str):
+    """Create the study or join it; SQLite waits for the lock instead of failing when workers write at once."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
+    for attempt in range(8):  # two workers creating the tables at the same moment: the loser retries
+        try:
+            rdb = optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
+            return optuna.create_study(study_name=name, storage=rdb, sampler=make_sampler(search),
+                                       pruner=make_pruner(search), direction=search.direction, load_if_exists=True)
+        except SQLAlchemyError:  # "database is locked", or the other worker stamped the schema version first
+            if attempt == 7:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+
+
+def best_value(records: list[dict], objective: str, direction: str) -> float:
+    values = [r[objective] for r in records if objective in r]
+    if not values:
+        raise ValueError(f"objective {objective!r} is not among the dev metrics "
+                         f"({', '.join(k for k in (records[0] if records else {}) if k not in ('step', 'epoch', 'split'))})")
+    return max(values) if direction == "maximize" else min(values)
+
+
+def run_search(search_file: str | Path, output_dir: str | Path, trials: Optional[int] = None,
+               storage: Optional[str] = None, study_name: Optional[str] = None,
+               extra_overrides: tuple[str, ...] = ()) -> dict:
+    """Run this worker's trials of the study; returns the table rows and the best trial."""
+    import optuna
+
+    from ..train import Trainer
+    from ..train.run_log import read_metrics
+
+    search, recipe = load_search(search_file, trials)
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{(output / 'study.db').resolve()}"
+    name = study_name or Path(search_file).stem
+    study = open_study(search, storage, name)
+    base = [*search.overrides, *extra_overrides, "train.progress=false"]
+
+    def objective(trial) -> float:
+        params = {n: suggest(trial, n, s) for n, s in search.space.items()}
+        config = load_config(recipe, base + [override(n, v) for n, v in params.items()])
+        run_dir = output / f"trial-{trial.number:04d}"
+        trial.set_user_attr("run_dir", str(run_dir))
+
+        def prune(trainer, record) -> None:
+            if search.objective in record:
+                trial.report(record[search.objective], record["epoch"])
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"{search.objective} {record[search.objective]:.4f} at epoch "
+                                             f"{record['epoch'] + 1}")
+
+        started = time.perf_counter()
+        results = Trainer(config, run_dir, eval_callbacks=[prune]).train()
+        trial.set_user_attr("train_seconds", results["train_seconds"])
+        trial.set_user_attr("wall_seconds", round(time.perf_counter() - started, 1))
+        return best_value(read_metrics(run_dir, "dev"), search.objective, search.direction)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, n_trials=search.trials, catch=())
+    rows = trial_rows(study, search)
+    write_table(output, rows)
+    summary = {"study": name, "storage": storage, "trials": rows}
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if complete:
+        best = study.best_trial
+        config = load_config(recipe, base + [override(n, v) for n, v in best.params.items()])
+        config = dataclasses.replace(config, output_dir="")
+        config.train.progress = True
+        config.save(output / "best.yaml")
+        summary["best"] = {"number": best.number, "value": best.value, "params": best.params,
+                           "recipe": str(output / "best.yaml")}
+    return summary
+
+
+def trial_rows(study, search: SearchConfig) -> list[dict]:
+    rows = []
+    for trial in sorted(study.trials, key=lambda t: t.number):
+        rows.append({"trial": trial.number, "state": trial.state.name.lower(),
+                     search.objective: None if trial.value is None else round(trial.value, 4),
+                     **{name: trial.params.get(name) for name in search.space},
+                     "train_seconds": trial.user_attrs.get("train_seconds"),
+                     "run_dir": trial.user_attrs.get("run_dir", "")})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(no trials)"
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if row[k] is None else str(row[k]) for k in header) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_table(output: Path, rows: list[dict]) -> None:
+    (output / "trials.md").write_text(format_table(rows) + "\n", encoding="utf-8")
+    if rows:
+        with open(output / "trials.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)

@@ -1,0 +1,181 @@
+"""Experiment tooling: search (Optuna), reports (HTML + PNGs, checked in headless Chromium when it is
+installed), run comparison, TensorBoard logging."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtbert.cli import main
+from mtbert.config import load_config
+from mtbert.experiments import search as search_module
+from mtbert.experiments.compare import collect
+from mtbert.train import Trainer
+
+from test_train_cli import tiny_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "recipes" / "quickstart.yaml"
+
+
+def tiny(tiny_checkpoint, data_dir, **extra):
+    return tiny_overrides(tiny_checkpoint, data_dir, **{"data.limit": 16, "train.epochs": 1, "train.log_every": 1,
+                                                        "train.checkpoint_every": 0, **extra})
+
+
+def search_file(tmp_path, tiny_checkpoint, data_dir, **fields) -> Path:
+    values = {"recipe": str(QUICKSTART), "overrides": tiny(tiny_checkpoint, data_dir), "sampler": "random",
+              "trials": 3, "space": {"train.lr": {"low": 1e-4, "high": 1e-2, "log": True},
+                                     "model.heads.sts.type": {"choices": ["cross_encoder", "cosine"]}}, **fields}
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path
+
+
+def read_rows(output: Path) -> list[dict]:
+    with open(output / "trials.csv", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_tiny_search_writes_its_table_and_best_recipe(tmp_path, tiny_checkpoint, data_dir, capsys):
+    output = tmp_path / "out"
+    assert main(["search", "--config", str(search_file(tmp_path, tiny_checkpoint, data_dir)),
+                 "--output-dir", str(output)]) == 0
+    rows = read_rows(output)
+    assert [r["trial"] for r in rows] == ["0", "1", "2"] and {r["state"] for r in rows} == {"complete"}
+    assert "| trial | state | composite | model.heads.sts.type | train.lr | train_seconds |" in capsys.readouterr().out
+    best_row = max(rows, key=lambda r: float(r["composite"]))
+    best = load_config(output / "best.yaml")
+    assert best.train.lr == pytest.approx(float(best_row["train.lr"]))
+    assert best.model.heads["sts"].type == best_row["model.heads.sts.type"]
+    assert (output / "trials.md").exists() and (Path(best_row["run_dir"]) / "results.json").exists()
+
+
+def test_grid_search_stops_when_the_grid_is_done(tmp_path, tiny_checkpoint, data_dir):
+    path = search_file(tmp_path, tiny_checkpoint, data_dir, sampler="grid", trials=10,
+                       space={"train.lr": {"choices": [1e-3, 1e-2]}, "train.batch_size": {"choices": [4, 8]}})
+    summary = search_module.run_search(path, tmp_path / "grid")
+    assert len(summary["trials"]) == 4
+    assert {(r["train.lr"], r["train.batch_size"]) for r in summary["trials"]} == {
+        (1e-3, 4), (1e-3, 8), (1e-2, 4), (1e-2, 8)}
+
+
+def test_pruned_trials_stop_at_their_evaluation(tmp_path, tiny_checkpoint, data_dir, monkeypatch):
+    import optuna
+
+    class AlwaysPrune(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return True
+
+    monkeypatch.setattr(search_module, "make_pruner", lambda search: AlwaysPrune())
+    path = search_file(tmp_path, tiny_checkpoint, data_dir, trials=2, overrides=tiny(
+        tiny_checkpoint, data_dir, **{"train.epochs": 2}))
+    summary = search_module.run_search(path, tmp_path / "pruned")
+    assert {r["state"] for r in summary["trials"]} == {"pruned"} and "best" not in summary
+    metrics = (tmp_path / "pruned" / "trial-0000" / "metrics.jsonl").read_text().splitlines()
+    assert sum('"split": "dev"' in line for line in metrics) == 1  # stopped after the first epoch's evaluation
+
+
+def test_two_workers_share_one_sqlite_study(tmp_path, tiny_checkpoint, data_dir):
+    path = search_file(tmp_path, tiny_checkpoint, data_dir, trials=2)
+    output = tmp_path / "shared"
+    command = [sys.executable, "-m", "mtbert.cli", "search", "--config", str(path), "--output-dir", str(output)]
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    workers = [subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err[-3000:]
+    rows = read_rows(output)
+    assert sorted(int(r["trial"]) for r in rows) == [0, 1, 2, 3]
+    assert {r["state"] for r in rows} == {"complete"}
+    assert len({r["run_dir"] for r in rows}) == 4 and all(Path(r["run_dir"], "results.json").exists() for r in rows)
+
+
+def test_bad_search_files_are_one_clear_line(tmp_path, tiny_checkpoint, data_dir, capsys):
+    cases = [({"sampler": "annealing"}, "sampler: 'annealing' is not one of tpe, random, grid"),
+             ({"sampler": "grid"}, "space.train.lr: grid search needs choices"),
+             ({"space": {"train.lrr": {"choices": [1]}}}, "unknown option"),
+             ({"space": {"train.lr": {"low": 1.0}}}, "give choices, or low and high")]
+    for fields, message in cases:
+        path = search_file(tmp_path, tiny_checkpoint, data_dir, **fields)
+        assert main(["search", "--config", str(path), "--output-dir", str(tmp_path / "x")]) == 2
+        assert message in capsys.readouterr().err
+
+
+# ----- reports, comparison, TensorBoard ---------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_checkpoint, data_dir) -> Path:
+    run = tmp_path_factory.mktemp("report") / "run"
+    Trainer(load_config(QUICKSTART, tiny(tiny_checkpoint, data_dir, **{"train.epochs": 2})), run).train()
+    return run
+
+
+FIGURES = ["curves", "sst_confusion", "sst_per_class", "quora_confusion", "sts_scatter"]
+
+
+def test_report_has_every_figure_and_table(tiny_run, tmp_path):
+    assert main(["report", str(tiny_run), "--output", str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "report.html").read_text()
+    for name in FIGURES:
+        png = tmp_path / "report" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f'alt="{name}" src="data:image/png;base64,iVBOR' in page, name
+    assert "{{" not in page
+    for text in ("most confident wrong predictions", "largest errors", "precision", "recall", "support",
+                 "training tokens/s", "tunable", "<h3>config</h3>", "best dev evaluation", "<h2>sst (dev, 16 examples)"):
+        assert text in page, text
+    analysis = [json.loads(x) for x in (tiny_run / "analysis" / "sst-dev.jsonl").read_text().splitlines()]
+    assert len(analysis) == 16 and {"id", "texts", "gold", "prediction", "output"} <= set(analysis[0])
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (.ci/run installs it)")
+def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
+    from matplotlib.image import imread
+
+    assert main(["report", str(tiny_run), "--output", str(tmp_path)]) == 0
+    path = tmp_path / "report.html"
+    shot = tmp_path / "shot.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,2400"]
+    done = subprocess.run(["chromium", *flags, f"--screenshot={shot}", path.as_uri()], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    pixels = imread(str(shot))
+    assert pixels.std() > 0.05  # not a blank page
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", path.as_uri()], capture_output=True, text=True,
+                         timeout=120)
+    assert dom.returncode == 0 and dom.stdout.count("<img") == len(FIGURES)
+    assert "Uncaught" not in dom.stderr and "Failed to load resource" not in dom.stderr
+
+
+def test_compare_lists_what_differs(tiny_run, tmp_path, tiny_checkpoint, data_dir, capsys):
+    other = tmp_path / "other"
+    Trainer(load_config(QUICKSTART, tiny(tiny_checkpoint, data_dir, **{"train.lr": 3e-3})), other).train()
+    differing, rows = collect([tiny_run, other])
+    assert differing == ["train.epochs", "train.lr"]
+    assert [row["train.lr"] for row in rows] == [1e-3, 3e-3]
+    assert all(isinstance(row["composite"], float) and row["train_seconds"] is not None for row in rows)
+    assert main(["compare", str(tiny_run), str(other), "--html", str(tmp_path / "c.html")]) == 0
+    out = capsys.readouterr().out
+    assert "train.lr" in out and "train.epochs" in out and "composite" in out and str(other) in out
+    assert "<td>0.0030</td>" in (tmp_path / "c.html").read_text()
+
+
+def test_tensorboard_gets_losses_metrics_lr_and_throughput(tiny_run):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tiny_run / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/mean_loss", "train/lr", "train/tokens_per_second", "dev/composite",
+            "dev/sst_acc", "dev/quora_acc", "dev/sts_pearson"} <= tags
+    assert len(events.Scalars("dev/composite")) == 2
