@@ -92,3 +92,24 @@ def run_recipe(recipe: str | Path, overrides: list[str], run_dir: str | Path):
     trainer = Trainer(config, run_dir)
     results = trainer.train()
     return trainer, results, time.perf_counter() - started
+
+
+def variants_parser(doc: str, variants: dict, output_root: str):
+    """The arguments of a benchmark that runs named variants of the quickstart recipe on a shrunk
+    slice: --only, --shrink, --eval-limit, --set, --output-root."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", choices=list(variants), default=list(variants))
+    parser.add_argument("--shrink", type=int, default=20)
+    parser.add_argument("--eval-limit", type=int, default=600)
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--output-root", default=output_root)
+    return parser
+
+
+def variant_overrides(settings: dict, args) -> list[str]:
+    """A variant's settings (mappings as JSON, which YAML reads) plus the shared short-run overrides."""
+    overrides = [f"{k}={json.dumps(v) if isinstance(v, dict) else v}" for k, v in settings.items()]
+    return overrides + [f"data.shrink={args.shrink}", f"data.eval_limit={args.eval_limit}", "train.epochs=1",
+                        "train.checkpoint_every=0", *args.set]

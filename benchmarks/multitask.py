@@ -13,9 +13,7 @@ cost of gradient surgery per step (one backward per task instead of one in all).
 
 from __future__ import annotations
 
-import argparse
-
-from common import RECIPES, machine, markdown_table, run_recipe, save
+from common import RECIPES, machine, markdown_table, run_recipe, save, variant_overrides, variants_parser
 
 VARIANTS = {
     "shuffled-sum": {},
@@ -34,18 +32,10 @@ VARIANTS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--shrink", type=int, default=20)
-    parser.add_argument("--eval-limit", type=int, default=600)
-    parser.add_argument("--set", action="append", default=[])
-    parser.add_argument("--output-root", default="runs/multitask-bench")
-    args = parser.parse_args()
+    args = variants_parser(__doc__, VARIANTS, "runs/multitask-bench").parse_args()
     rows, records, info = [], {}, {}
     for name in args.only:
-        overrides = [f"{k}={v}" for k, v in VARIANTS[name].items()]
-        overrides += [f"data.shrink={args.shrink}", f"data.eval_limit={args.eval_limit}", "train.epochs=1",
-                      "train.checkpoint_every=0", *args.set]
+        overrides = variant_overrides(VARIANTS[name], args)
         trainer, results, wall = run_recipe(RECIPES / "quickstart.yaml", overrides, f"{args.output_root}/{name}")
         best = results["best"]
         info = machine(trainer.device)

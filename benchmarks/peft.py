@@ -13,10 +13,7 @@ LoRA; LHUC gets 1e-2 (a few thousand scales).
 
 from __future__ import annotations
 
-import argparse
-import json
-
-from common import RECIPES, machine, markdown_table, run_recipe, save
+from common import RECIPES, machine, markdown_table, run_recipe, save, variant_overrides, variants_parser
 
 FROZEN = {"model.freeze": "encoder", "train.lr": 1.0e-3}
 VARIANTS = {
@@ -38,18 +35,10 @@ VARIANTS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--shrink", type=int, default=20)
-    parser.add_argument("--eval-limit", type=int, default=600)
-    parser.add_argument("--set", action="append", default=[])
-    parser.add_argument("--output-root", default="runs/peft-bench")
-    args = parser.parse_args()
+    args = variants_parser(__doc__, VARIANTS, "runs/peft-bench").parse_args()
     rows, records, info = [], {}, {}
     for index, name in enumerate(args.only):
-        overrides = [f"{k}={json.dumps(v) if isinstance(v, dict) else v}" for k, v in VARIANTS[name].items()]
-        overrides += [f"data.shrink={args.shrink}", f"data.eval_limit={args.eval_limit}", "train.epochs=1",
-                      "train.checkpoint_every=0", *args.set]
+        overrides = variant_overrides(VARIANTS[name], args)
         trainer, results, wall = run_recipe(RECIPES / "quickstart.yaml", overrides,
                                             f"{args.output_root}/{index:02d}")
         best, counts = results["best"], results["parameters"]["model"]
