@@ -52,7 +52,8 @@ def _load_model_and_precision(args: argparse.Namespace):
     from .precision import resolve_device, resolve_precision
 
     device = resolve_device(args.device)
-    return MultitaskModel.from_pretrained(args.model).to(device), resolve_precision(args.precision, device)
+    model = MultitaskModel.from_pretrained(args.model, base=args.base)
+    return model.to(device), resolve_precision(args.precision, device)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      ("predict", cmd_predict, "predict with a trained model")):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--model", required=True, help="a model directory (a run's best/)")
+        command.add_argument("--base", help="for a delta model whose base encoder has moved: its directory now")
         command.add_argument("--device", default="auto")
         command.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
         command.add_argument("--batch-size", type=int, default=128)

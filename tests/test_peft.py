@@ -317,3 +317,16 @@ def test_frozen_embeddings_stay_fixed_and_only_the_layers_are_saved(tmp_path, ti
     delta = load_file(str(tmp_path / "run" / "best" / "encoder_delta.safetensors"))
     assert set(delta) == {k for k, p in trainer.model.encoder.named_parameters() if not k.startswith("embeddings.")}
     assert results["delta_checkpoint"]
+
+
+def test_a_delta_model_without_its_base_says_how_to_point_at_it(tmp_path, tiny_checkpoint, data_dir, capsys):
+    base = tmp_path / "base"
+    shutil.copytree(tiny_checkpoint, base)
+    train(base, data_dir, tmp_path / "run", **{"model.freeze": "encoder", "model.peft": "{lhuc: {}}"})
+    moved = tmp_path / "moved"
+    base.rename(moved)
+    best = str(tmp_path / "run" / "best")
+    assert main(["evaluate", "--model", best, "--data-dir", str(data_dir), "--limit", "8"]) == 2
+    assert "is a delta model and needs its base encoder" in capsys.readouterr().err
+    assert main(["evaluate", "--model", best, "--base", str(moved), "--data-dir", str(data_dir), "--limit", "8"]) == 0
+    assert '"composite"' in capsys.readouterr().out

@@ -215,7 +215,12 @@ class MultitaskModel(nn.Module):
         changes: Changes = {}
         if delta:
             base_name = base or delta["name"]
-            found = base_fingerprint(base_name)
+            try:
+                found = base_fingerprint(base_name)
+            except CheckpointError as error:
+                raise CheckpointError(f"{directory} is a delta model and needs its base encoder {base_name}, "
+                                      f"which cannot be read ({error}); pass the base's new place "
+                                      "(--base DIR, or from_pretrained(..., base=DIR))") from error
             if found != delta["fingerprint"]:
                 raise CheckpointError(f"{directory} is a delta on a base whose weights file has SHA-256 "
                                       f"{delta['fingerprint'][:12]}…; {base_name} has {found[:12]}…")
