@@ -70,6 +70,7 @@ def save(name: str, payload: dict) -> Path:
 
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+BASE_RECIPE = RECIPES / "multitask-base.yaml"  # what the comparison benchmarks vary one thing of
 
 
 def run_recipe(recipe: str | Path, overrides: list[str], run_dir: str | Path):

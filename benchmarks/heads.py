@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import RECIPES, machine, markdown_table, run_recipe, save
+from common import BASE_RECIPE, machine, markdown_table, run_recipe, save
 
 PAIR_HEADS = ["cross_encoder", "siamese_concat", "cosine", "bilinear", "relational", "transformer_layer"]
 
@@ -29,7 +29,7 @@ def main() -> None:
         heads = f"{{quora: {{type: {head}, pooling: mean}}, sts: {{type: {head}, pooling: mean}}}}"
         overrides = ["data.tasks=[quora, sts]", f"model.heads={heads}", f"data.limit={args.limit}",
                      f"train.epochs={args.epochs}", "train.checkpoint_every=0", *args.set]
-        trainer, results, wall = run_recipe(RECIPES / "quickstart.yaml", overrides, f"{args.output_root}/{head}")
+        trainer, results, wall = run_recipe(BASE_RECIPE, overrides, f"{args.output_root}/{head}")
         best = results["best"]
         info = machine(trainer.device)
         seconds_per_epoch = results["train_seconds"] / args.epochs

@@ -1,5 +1,5 @@
 """Multitask optimisation compared on equal terms: batch schedules, loss balancers, separate steps
-and gradient surgery, each a short run of the quickstart recipe on the embedded all-MiniLM-L6-v2
+and gradient surgery, each a short run of the base multitask recipe (recipes/multitask-base.yaml) on the embedded all-MiniLM-L6-v2
 with the same data, seed and one epoch.
 
     python benchmarks/multitask.py [--shrink 20] [--eval-limit 600] [--only zipped-pcgrad ...] [--set key=value ...]
@@ -13,7 +13,7 @@ cost of gradient surgery per step (one backward per task instead of one in all).
 
 from __future__ import annotations
 
-from common import RECIPES, machine, markdown_table, run_recipe, save, variant_overrides, variants_parser
+from common import BASE_RECIPE, machine, markdown_table, run_recipe, save, variant_overrides, variants_parser
 
 VARIANTS = {
     "shuffled-sum": {},
@@ -36,7 +36,7 @@ def main() -> None:
     rows, records, info = [], {}, {}
     for name in args.only:
         overrides = variant_overrides(VARIANTS[name], args)
-        trainer, results, wall = run_recipe(RECIPES / "quickstart.yaml", overrides, f"{args.output_root}/{name}")
+        trainer, results, wall = run_recipe(BASE_RECIPE, overrides, f"{args.output_root}/{name}")
         best = results["best"]
         info = machine(trainer.device)
         records[name] = {"results": results, "wall_seconds": wall, "config": trainer.config.to_dict()}

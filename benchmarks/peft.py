@@ -1,5 +1,5 @@
 """Parameter-efficient fine-tuning compared on the multitask data: each method one short run of the
-quickstart recipe on the embedded all-MiniLM-L6-v2, same data, seed and one epoch.
+base multitask recipe (recipes/multitask-base.yaml) on the embedded all-MiniLM-L6-v2, same data, seed and one epoch.
 
     python benchmarks/peft.py [--shrink 20] [--eval-limit 600] [--only lora sam ...] [--set key=value ...]
 
@@ -13,7 +13,7 @@ LoRA; LHUC gets 1e-2 (a few thousand scales).
 
 from __future__ import annotations
 
-from common import RECIPES, machine, markdown_table, run_recipe, save, variant_overrides, variants_parser
+from common import BASE_RECIPE, machine, markdown_table, run_recipe, save, variant_overrides, variants_parser
 
 FROZEN = {"model.freeze": "encoder", "train.lr": 1.0e-3}
 VARIANTS = {
@@ -39,7 +39,7 @@ def main() -> None:
     rows, records, info = [], {}, {}
     for index, name in enumerate(args.only):
         overrides = variant_overrides(VARIANTS[name], args)
-        trainer, results, wall = run_recipe(RECIPES / "quickstart.yaml", overrides,
+        trainer, results, wall = run_recipe(BASE_RECIPE, overrides,
                                             f"{args.output_root}/{index:02d}")
         best, counts = results["best"], results["parameters"]["model"]
         info = machine(trainer.device)

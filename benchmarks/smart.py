@@ -9,7 +9,7 @@ in units of one forward F (a backward with weight gradients is 2F, one to the in
 3F; SMART with K ascent steps 3F (clean) + F (reference, no dropout) + K·2F (noised passes) + 3F
 (adversarial pass) + F (teacher) = (8 + 2K)F, i.e. 10/3 for K = 1.
 
-Effect: short runs of the quickstart recipe (first ``--limit`` examples of each split, one epoch),
+Effect: short runs of the base multitask recipe (recipes/multitask-base.yaml) (first ``--limit`` examples of each split, one epoch),
 plain against SMART, dev scores and training seconds.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import RECIPES, machine, markdown_table, run_recipe, save
+from common import BASE_RECIPE, machine, markdown_table, run_recipe, save
 from mtbert.config import load_config
 from mtbert.train import Trainer
 
@@ -31,8 +31,8 @@ def floor(steps: int, proximal: bool = True) -> float:
 
 def step_cost_ratio(limit: int, steps: int, output_root: str) -> dict:
     base = ["train.progress=false", f"data.limit={limit}", "train.epochs=1", "train.checkpoint_every=0"]
-    plain = Trainer(load_config(RECIPES / "quickstart.yaml", base), f"{output_root}/cost-plain")
-    smart = Trainer(load_config(RECIPES / "quickstart.yaml", base + [SMART]), f"{output_root}/cost-smart")
+    plain = Trainer(load_config(BASE_RECIPE, base), f"{output_root}/cost-plain")
+    smart = Trainer(load_config(BASE_RECIPE, base + [SMART]), f"{output_root}/cost-smart")
     plan = plain.epoch_plan(0)[:steps]
     times = {"plain": [], "smart": []}
     for step in plan:
@@ -59,7 +59,7 @@ def main() -> None:
     if not args.skip_runs:
         for name, extra in (("plain", []), ("SMART (all tasks, report defaults)", [SMART])):
             overrides = [f"data.limit={args.limit}", "train.epochs=1", "train.checkpoint_every=0", *extra]
-            trainer, results, wall = run_recipe(RECIPES / "quickstart.yaml", overrides, f"{args.output_root}/{name[:5]}")
+            trainer, results, wall = run_recipe(BASE_RECIPE, overrides, f"{args.output_root}/{name[:5]}")
             best = results["best"]
             runs[name] = {"results": results, "wall_seconds": wall}
             rows.append([name, f"{best['sst_acc']:.3f}", f"{best['quora_acc']:.3f}", f"{best['sts_pearson']:.3f}",

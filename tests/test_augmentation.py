@@ -21,7 +21,7 @@ AUGMENT = "[cfimdb_to_sst, quora_sentiment_consistency, sts_sentiment_consistenc
 def trainer(tmp_path_factory, tiny_checkpoint, data_dir):
     overrides = tiny_overrides(tiny_checkpoint, data_dir, **{"data.augment": AUGMENT, "data.limit": 60,
                                                              "train.epochs": 1})
-    return Trainer(load_config("recipes/quickstart.yaml", overrides), tmp_path_factory.mktemp("aug"))
+    return Trainer(load_config("recipes/multitask-base.yaml", overrides), tmp_path_factory.mktemp("aug"))
 
 
 def test_fold_five_to_two_matches_the_report():
@@ -65,7 +65,7 @@ def test_report_weights_are_the_defaults_and_can_be_overridden(trainer, tiny_che
                                      "quora_sentiment_consistency": 1 / 6, "sts_sentiment_consistency": 1 / 6})
     overrides = tiny_overrides(tiny_checkpoint, data_dir, **{"data.augment": "[cfimdb_to_sst]",
                                                              "train.task_weights": "{sst: 1.0, cfimdb_to_sst: 0.25}"})
-    other = Trainer(load_config("recipes/quickstart.yaml", overrides), tmp_path / "w")
+    other = Trainer(load_config("recipes/multitask-base.yaml", overrides), tmp_path / "w")
     assert other.objectives["sst"].weight == 1.0 and other.objectives["cfimdb_to_sst"].weight == 0.25
 
 
@@ -79,7 +79,7 @@ def test_augmented_run_trains_and_scores_only_the_real_tasks(trainer):
 
 def test_augmentation_errors_are_named(tmp_path, tiny_checkpoint, data_dir):
     def build(**settings):
-        return Trainer(load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **settings)),
+        return Trainer(load_config("recipes/multitask-base.yaml", tiny_overrides(tiny_checkpoint, data_dir, **settings)),
                        tmp_path / "x")
     with pytest.raises(ValueError, match="trains the 'sst' head; add 'sst' to data.tasks"):
         build(**{"data.tasks": "[quora, sts]", "model.heads": "{}", "data.augment": "[cfimdb_to_sst]"})

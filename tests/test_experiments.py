@@ -23,7 +23,7 @@ from mtbert.train import Trainer
 from test_train_cli import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "recipes" / "quickstart.yaml"
+QUICKSTART = REPO / "recipes" / "multitask-base.yaml"
 
 
 def tiny(tiny_checkpoint, data_dir, **extra):

@@ -24,7 +24,7 @@ RICH_HEADS = ("model.heads={"
 
 
 def train(tmp_path, tiny_checkpoint, data_dir, *settings, name="run"):
-    args = ["train", "--config", "recipes/quickstart.yaml", "--output-dir", str(tmp_path / name)]
+    args = ["train", "--config", "recipes/multitask-base.yaml", "--output-dir", str(tmp_path / name)]
     for item in tiny_overrides(tiny_checkpoint, data_dir, **{"train.epochs": 1}) + list(settings):
         args += ["--set", item]
     assert main(args) == 0
@@ -79,7 +79,7 @@ def test_frozen_encoder_is_bit_identical_after_training(tmp_path, tiny_checkpoin
 ])
 def test_wrong_head_and_loss_settings_are_one_clear_line(tmp_path, tiny_checkpoint, data_dir, setting, message,
                                                          capsys):
-    args = ["train", "--config", "recipes/quickstart.yaml", "--output-dir", str(tmp_path / "bad")]
+    args = ["train", "--config", "recipes/multitask-base.yaml", "--output-dir", str(tmp_path / "bad")]
     for item in tiny_overrides(tiny_checkpoint, data_dir) + [setting]:
         args += ["--set", item]
     assert main(args) == 2

@@ -19,7 +19,7 @@ from test_train_cli import tiny_overrides
 
 def tiny_config(tiny_checkpoint, data_dir, **settings):
     values = {"train.checkpoint_every": 0, "data.limit": 20, **settings}
-    return load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **values))
+    return load_config("recipes/multitask-base.yaml", tiny_overrides(tiny_checkpoint, data_dir, **values))
 
 
 @pytest.mark.parametrize("schedule, balancer, extra", [

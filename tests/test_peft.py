@@ -298,7 +298,7 @@ def test_accounting_counts_per_task_modules(tiny_checkpoint, tokenizer):
     ("model.selection_options={fraction: 0}", r"fraction must be in \(0, 1\]"),
 ])
 def test_wrong_peft_settings_are_one_clear_line(tmp_path, tiny_checkpoint, data_dir, setting, message, capsys):
-    args = ["train", "--config", "recipes/quickstart.yaml", "--output-dir", str(tmp_path / "bad")]
+    args = ["train", "--config", "recipes/multitask-base.yaml", "--output-dir", str(tmp_path / "bad")]
     for item in tiny_overrides(tiny_checkpoint, data_dir) + [setting] + (
             ["model.selection=sam"] if "selection_options" in setting else []):
         args += ["--set", item]

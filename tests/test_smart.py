@@ -17,7 +17,7 @@ from test_train_cli import tiny_overrides
 @pytest.fixture()
 def trainer(tmp_path, tiny_checkpoint, data_dir):
     overrides = tiny_overrides(tiny_checkpoint, data_dir, **{"train.smart": "{enabled: true}", "train.epochs": 1})
-    return Trainer(load_config("recipes/quickstart.yaml", overrides), tmp_path / "run")
+    return Trainer(load_config("recipes/multitask-base.yaml", overrides), tmp_path / "run")
 
 
 def smart_with(trainer, **options) -> Smart:
@@ -103,7 +103,7 @@ def test_non_finite_adversarial_gradient_skips_the_term_and_training_goes_on(tra
 def test_smart_run_resumes_exactly_with_its_teacher(tmp_path, tiny_checkpoint, data_dir):
     settings = {"train.smart": "{enabled: true, tasks: [sst, sts], task_weights: {sts: 5.0}}",
                 "train.checkpoint_every": 0, "data.limit": 20}
-    config = load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **settings))
+    config = load_config("recipes/multitask-base.yaml", tiny_overrides(tiny_checkpoint, data_dir, **settings))
     whole = Trainer(config, tmp_path / "whole").train()
 
     def stop_at_step_3(t):
@@ -122,7 +122,7 @@ def test_smart_run_resumes_exactly_with_its_teacher(tmp_path, tiny_checkpoint, d
 def test_smart_settings_are_checked(tmp_path, tiny_checkpoint, data_dir):
     for setting, message in (("{enabled: true, norm: l1}", "norm must be one of inf, l2"),
                              ("{enabled: true, tasks: [nli]}", "train.smart names nli")):
-        config = load_config("recipes/quickstart.yaml",
+        config = load_config("recipes/multitask-base.yaml",
                              tiny_overrides(tiny_checkpoint, data_dir, **{"train.smart": setting}))
         with pytest.raises(ValueError, match=message):
             Trainer(config, tmp_path / "bad")
@@ -132,7 +132,7 @@ def test_smart_runs_under_bf16_autocast_with_every_pair_head(tmp_path, tiny_chec
     heads = "{quora: {type: relational}, sts: {type: cosine}, sst: {type: transformer_layer}}"
     settings = {"train.smart": "{enabled: true}", "train.precision": "bf16", "model.heads": heads,
                 "train.max_steps": 3, "data.limit": 8, "train.batch_size": 4}
-    config = load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **settings))
+    config = load_config("recipes/multitask-base.yaml", tiny_overrides(tiny_checkpoint, data_dir, **settings))
     trainer = Trainer(config, tmp_path / "bf16")
     assert trainer.precision.name == "bf16"
     results = trainer.train()

@@ -96,7 +96,7 @@ def test_saved_model_reloads_to_identical_outputs(trained_run):
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_checkpoint, data_dir):
     """Stop mid-epoch the way Ctrl-C does (a stop request after a step), resume, and compare with a
     run that was never stopped: same metrics and bit-identical parameters."""
-    config = load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **{
+    config = load_config("recipes/multitask-base.yaml", tiny_overrides(tiny_checkpoint, data_dir, **{
         "train.epochs": 2, "train.log_every": 2}))
     whole = Trainer(config, tmp_path / "whole").train()
 
@@ -119,7 +119,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_checkpoint, d
 
 
 def test_max_steps_stops_early_and_still_evaluates(tmp_path, tiny_checkpoint, data_dir):
-    config = load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **{"train.max_steps": 4}))
+    config = load_config("recipes/multitask-base.yaml", tiny_overrides(tiny_checkpoint, data_dir, **{"train.max_steps": 4}))
     results = Trainer(config, tmp_path / "short").train()
     assert results["steps"] == 4 and results["best"]["step"] == 4
 
@@ -127,7 +127,7 @@ def test_max_steps_stops_early_and_still_evaluates(tmp_path, tiny_checkpoint, da
 @pytest.mark.parametrize("args,message", [
     (["train"], "needs --config"),
     (["train", "--config", "nope.yaml"], "config file nope.yaml not found"),
-    (["train", "--config", "recipes/quickstart.yaml", "--set", "train.bogus=1"], "unknown option(s) bogus"),
+    (["train", "--config", "recipes/multitask-base.yaml", "--set", "train.bogus=1"], "unknown option(s) bogus"),
     (["train", "--resume", "/nonexistent/run"], "config.yaml not found"),
     (["evaluate", "--model", "/nonexistent/model"], "not an mtbert model directory"),
 ])
@@ -138,7 +138,7 @@ def test_cli_errors_are_one_clear_line(args, message, capsys):
 
 
 def test_existing_run_is_not_overwritten_silently(trained_run, capsys):
-    assert main(["train", "--config", "recipes/quickstart.yaml", "--output-dir", str(trained_run)]) == 2
+    assert main(["train", "--config", "recipes/multitask-base.yaml", "--output-dir", str(trained_run)]) == 2
     assert "--resume" in capsys.readouterr().err
 
 

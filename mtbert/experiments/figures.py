@@ -82,7 +82,8 @@ def regression_scatter(gold: list[float], predicted: list[float], title: str):
     low, high = min(min(gold), min(predicted)), max(max(gold), max(predicted))
     scatter.plot([low, high], [low, high], color="gray", lw=1, ls="--")
     scatter.set(title=title, xlabel="gold", ylabel="predicted")
-    bins = np.linspace(low, high, 26)
+    width = (high - low) / 25 or 1.0
+    bins = np.linspace(low - width / 2, high + width / 2, 27)  # centred on round scores (STS: steps of 0.2)
     histogram.hist(gold, bins=bins, alpha=0.6, label="gold")
     histogram.hist(predicted, bins=bins, alpha=0.6, label="predicted")
     histogram.set(title="score distributions", xlabel="score", ylabel="pairs")
