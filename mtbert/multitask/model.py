@@ -160,28 +160,32 @@ class MultitaskModel(nn.Module):
                 changes[name] = None
         return changes
 
-    def saves_delta(self) -> bool:
-        """``auto``: a delta when the encoder has a base and not all of it changed; ``full``/``delta`` as named."""
+    def check_save_mode(self) -> None:
         if self.save_mode not in SAVE_MODES:
             raise ValueError(f"model.save must be one of {', '.join(SAVE_MODES)}, not {self.save_mode!r}")
-        if self.save_mode == "full":
-            return False
-        if self.base is None:
-            if self.save_mode == "delta":
-                raise ValueError("model.save: delta needs the base checkpoint the encoder was loaded from")
-            return False
-        if self.save_mode == "delta":
-            return True
+        if self.save_mode == "delta" and self.base is None:
+            raise ValueError("model.save: delta needs the base checkpoint the encoder was loaded from")
+
+    def delta_changes(self) -> Optional[Changes]:
+        """What a delta save stores, or None for a full save. ``auto``: a delta when the encoder has a
+        base and not all of it changed; ``full``/``delta`` as named."""
+        self.check_save_mode()
+        if self.save_mode == "full" or self.base is None:
+            return None
         changes = self.encoder_changes()
-        return any(changes.get(name, False) is not None for name, _ in self.encoder.named_parameters())
+        if self.save_mode == "auto" and all(changes.get(name, False) is None
+                                            for name, _ in self.encoder.named_parameters()):
+            return None
+        return changes
 
     def save_pretrained(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         base = None
-        if self.saves_delta():
+        changes = self.delta_changes()
+        if changes is not None:
             self.encoder.config.save(directory / "config.json")
-            save_delta(self.encoder, self.encoder_changes(), directory / DELTA_FILE)
+            save_delta(self.encoder, changes, directory / DELTA_FILE)
             base = {"name": self.base, "fingerprint": base_fingerprint(self.base)}
         else:
             self.encoder.save_pretrained(directory)

@@ -11,18 +11,15 @@ nonsense), and writes the delta over it. Heads, shared layers and adapter-type m
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Optional
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..bert import CheckpointError
 from ..bert.checkpoint import WEIGHT_FILES, resolve_checkpoint_dir
-from .selection import Masks, masks_to_tensors, tensors_to_masks
+from .selection import Masks, read_masked_file, write_masked_file
 
 DELTA_FILE = "encoder_delta.safetensors"
 MASK_PREFIX = "mask:"
@@ -57,24 +54,17 @@ def base_fingerprint(name: str) -> str:
 def save_delta(encoder: nn.Module, changes: Changes, path: Path) -> None:
     state = encoder.state_dict()
     tensors = {}
-    masks = {name: mask for name, mask in changes.items() if mask is not None}
     for name, mask in changes.items():
         value = state[name].detach()
         tensors[name] = (value if mask is None else value[mask.to(value.device)]).contiguous().cpu()
-    packed, shapes = masks_to_tensors(masks, MASK_PREFIX)
-    tensors.update(packed)
-    save_file(tensors, str(path), metadata={"format": "pt", "mask_shapes": json.dumps(shapes)})
+    masks = {name: mask for name, mask in changes.items() if mask is not None}
+    write_masked_file(path, tensors, masks, MASK_PREFIX, metadata={"format": "pt"})
 
 
 def load_delta(path: Path) -> tuple[dict[str, torch.Tensor], Masks]:
     if not path.exists():
         raise CheckpointError(f"{path} not found (a delta model needs its encoder delta)")
-    with safe_open(str(path), "pt") as handle:
-        shapes = json.loads((handle.metadata() or {}).get("mask_shapes", "{}"))
-    tensors = load_file(str(path))
-    masks = tensors_to_masks(tensors, shapes, MASK_PREFIX)
-    values = {k: v for k, v in tensors.items() if not k.startswith(MASK_PREFIX)}
-    return values, masks
+    return read_masked_file(path, MASK_PREFIX)
 
 
 @torch.no_grad()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -180,28 +181,32 @@ def unpack_mask(packed: torch.Tensor, shape: list[int]) -> torch.Tensor:
     return bits.reshape(-1)[:count].bool().view(shape)
 
 
-def masks_to_tensors(masks: Masks, prefix: str = "") -> tuple[dict[str, torch.Tensor], dict[str, list[int]]]:
-    return ({f"{prefix}{name}": pack_mask(mask) for name, mask in masks.items()},
-            {name: list(mask.shape) for name, mask in masks.items()})
+def write_masked_file(path: Path, tensors: dict[str, torch.Tensor], masks: Masks, prefix: str = "",
+                      metadata: Optional[dict[str, str]] = None) -> None:
+    """A safetensors file of ``tensors`` plus ``masks`` packed 1 bit per entry (under ``prefix``), their
+    shapes in the metadata."""
+    packed = {f"{prefix}{name}": pack_mask(mask) for name, mask in masks.items()}
+    shapes = {name: list(mask.shape) for name, mask in masks.items()}
+    save_file({**tensors, **packed}, str(path), metadata={**(metadata or {}), "mask_shapes": json.dumps(shapes)})
 
 
-def tensors_to_masks(tensors: dict[str, torch.Tensor], shapes: dict[str, list[int]], prefix: str = "") -> Masks:
-    return {name: unpack_mask(tensors[f"{prefix}{name}"], shape) for name, shape in shapes.items()}
+def read_masked_file(path: Path, prefix: str = "") -> tuple[dict[str, torch.Tensor], Masks]:
+    """What ``write_masked_file`` wrote: (the other tensors, the unpacked masks)."""
+    with safe_open(str(path), "pt") as handle:
+        shapes = json.loads((handle.metadata() or {}).get("mask_shapes", "{}"))
+    tensors = load_file(str(path))
+    masks = {name: unpack_mask(tensors.pop(f"{prefix}{name}"), shape) for name, shape in shapes.items()}
+    return tensors, masks
 
 
 def save_selection(path: Path, masks: Masks, method: str) -> None:
-    tensors, shapes = masks_to_tensors(masks)
-    save_file(tensors, str(path), metadata={"method": method, "shapes": json.dumps(shapes)})
+    write_masked_file(path, {}, masks, metadata={"method": method})
 
 
 def load_selection(path: Path, candidates: dict[str, nn.Parameter]) -> Masks:
     """The saved masks, checked against the model's candidate tensors by name and shape."""
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), "pt") as handle:
-            shapes = json.loads(handle.metadata()["shapes"])
-        masks = tensors_to_masks(load_file(str(path)), shapes)
+        _, masks = read_masked_file(path)
     except Exception as error:
         raise CheckpointError(f"{path} cannot be read as a parameter selection ({error})") from error
     problems = [f"{name}: not a trainable encoder tensor" for name in masks if name not in candidates]

@@ -24,7 +24,7 @@ def build_model(config: ExperimentConfig) -> MultitaskModel:
         model = new_model(config)
     apply_freezing(config, model)
     model.save_mode = config.model.save
-    model.saves_delta()  # checks the mode now rather than at the first save
+    model.check_save_mode()  # now rather than at the first save
     return model
 
 

@@ -38,11 +38,11 @@ class RunLog:
         self.writer = None
         self.lines = 0  # lines written so far: saved in the checkpoint, so resume can drop later ones
 
-    def start(self, resume: bool, lines: int = 0) -> None:
+    def start(self, resume: bool) -> None:
+        """A fresh file, or on resume the file cut back to the ``lines`` the checkpoint recorded."""
         if resume:
-            self.lines = lines
             if self.path.exists():  # drop lines written after the checkpoint the run resumes from
-                kept = self.path.read_text(encoding="utf-8").splitlines(keepends=True)[:lines]
+                kept = self.path.read_text(encoding="utf-8").splitlines(keepends=True)[: self.lines]
                 self.path.write_text("".join(kept), encoding="utf-8")
         else:
             self.lines = 0

@@ -93,11 +93,12 @@ class StepRunner:
             return self._skip(step_number, bad)
         terms = self.balancer.terms(losses, examples)
         penalty = self._penalty()
-        if self.surgery is None or len(terms) < 2 or not self.model.shared_parameters():  # nothing shared trains: nothing to combine
+        shared = self.model.shared_parameters() if self.surgery is not None else []  # per step: a selection may freeze some
+        if self.surgery is None or len(terms) < 2 or not shared:  # nothing shared trains: nothing to combine
             total = sum(terms.values())
             self._backward(total + penalty if penalty is not None else total)
         else:
-            self._surgery_backward(terms)
+            self._surgery_backward(terms, shared)
             if penalty is not None:
                 self._backward(penalty)
         self._update()
@@ -122,12 +123,11 @@ class StepRunner:
             total += float(loss.detach())
         return total
 
-    def _surgery_backward(self, terms: dict[str, torch.Tensor]) -> None:
+    def _surgery_backward(self, terms: dict[str, torch.Tensor], shared: list[torch.nn.Parameter]) -> None:
         """Each task's gradient of the shared parameters from its own backward, combined by the surgery;
         the heads (and learned balancer weights) accumulate their plain gradients meanwhile."""
         rows = []
         names = list(terms)
-        shared = self.model.shared_parameters()  # read per step: a parameter selection may freeze some
         for i, task in enumerate(names):
             self._backward(terms[task], retain_graph=i < len(names) - 1)  # balancer weights share a graph
             rows.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()

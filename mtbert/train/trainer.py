@@ -171,7 +171,7 @@ class Trainer:
         if self.smart is not None:
             self.smart.load_state_dict(state["smart"])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
-        self.best_score, self.resumed_lines = state["best_score"], state["metric_lines"]
+        self.best_score, self.run_log.lines = state["best_score"], state["metric_lines"]
         self.epoch_loss = list(state["epoch_loss"])
         self.counters.update(state["counters"])
         restore_rng_states(state["rng"])
@@ -224,12 +224,11 @@ class Trainer:
     # ----- the loop -----------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.resumed_lines = 0
         if resume:
             self.restore_state()
         else:
             self.config.save(self.run_dir / "config.yaml")
-        self.run_log.start(resume, self.resumed_lines)
+        self.run_log.start(resume)
         if self.selection is not None:
             self.selection_report = select_parameters(
                 self.selection, self.config.model.selection, self.model, self.runner, self.optimizer,
