@@ -91,6 +91,20 @@ def test_proportional_and_temperature_sample_tasks_by_size():
     assert flat == pytest.approx({t: 1 / 3 for t in SIZES})
 
 
+def test_proportional_shares_fix_each_tasks_part_of_the_steps():
+    shares = {"sst": 1, "quora": 0, "sts": 3}
+    plan, batches, _ = epoch("proportional", seed=0, batch_size=1, shares=shares)
+    assert build_schedule("proportional", {"shares": shares}).probabilities(batches) == {
+        "sst": 0.25, "quora": 0.0, "sts": 0.75}
+    counts = Counter(step[0][0] for step in plan)
+    assert counts["quora"] == 0 and len(plan) == sum(SIZES.values())
+    assert counts["sts"] / len(plan) == pytest.approx(0.75, abs=0.12)
+    with pytest.raises(ValueError, match="missing: \\['sts'\\]"):
+        build_schedule("proportional", {"shares": {"sst": 1, "quora": 1}}).probabilities(batches)
+    with pytest.raises(ValueError, match="non-negative numbers"):
+        build_schedule("proportional", {"shares": {"sst": -1}})
+
+
 def test_mixed_steps_hold_every_task_in_proportion():
     plan, _, sizes = epoch("mixed", batch_size=16)
     assert sizes == {"sst": round(16 * 37 / 148), "quora": round(16 * 90 / 148), "sts": round(16 * 21 / 148)}

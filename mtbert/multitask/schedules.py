@@ -118,17 +118,31 @@ class Interleaved(BatchSchedule):
 @register_schedule("proportional")
 class Proportional(BatchSchedule):
     """Each step's task drawn at random with probability ∝ n_t^(1/T) (T = ``temperature``; 1 gives
-    proportional sampling, large T uniform; as jiant offers). A task's batches are used in order and
-    reshuffled when used up. Epoch: as many steps as all tasks have batches."""
+    proportional sampling, large T uniform; as jiant offers), or with fixed ``shares`` per task (e.g.
+    ``{sst: 0.3, quora: 0.54, sts: 0.16}``, normalised; MT-DNN-style mixture weights) when a time budget
+    should go to the task that needs the steps. A task's batches are used in order and reshuffled when
+    used up. Epoch: as many steps as all tasks have batches."""
 
-    def __init__(self, temperature: float = 1.0):
+    def __init__(self, temperature: float = 1.0, shares: dict[str, float] | None = None):
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, not {temperature}")
+        if shares is not None and (not shares or any(not isinstance(v, (int, float)) or v < 0 for v in shares.values())
+                                   or sum(shares.values()) <= 0):
+            raise ValueError(f"shares must map tasks to non-negative numbers with a positive sum, not {shares!r}")
         self.temperature = temperature
+        self.shares = shares
 
     def probabilities(self, task_batches: TaskBatches) -> dict[str, float]:
-        weights = {task: sum(len(b) for b in batches) ** (1.0 / self.temperature)
-                   for task, batches in task_batches.items()}
+        if self.shares is not None:
+            unknown = sorted(set(self.shares) - set(task_batches))
+            missing = sorted(set(task_batches) - set(self.shares))
+            if unknown or missing:
+                raise ValueError(f"schedule shares must name exactly the trained tasks {sorted(task_batches)}"
+                                 f" (unknown: {unknown}, missing: {missing})")
+            weights = {task: float(self.shares[task]) for task in task_batches}
+        else:
+            weights = {task: sum(len(b) for b in batches) ** (1.0 / self.temperature)
+                       for task, batches in task_batches.items()}
         total = sum(weights.values())
         return {task: w / total for task, w in weights.items()}
 
