@@ -12,17 +12,21 @@ from typing import Optional, Sequence
 log = logging.getLogger("mtbert")
 
 
-def _setup_logging(run_dir: Optional[Path] = None) -> None:
+def _setup_logging(run_dir: Optional[Path] = None, main_process: bool = True) -> None:
+    """INFO to stderr and ``run_dir/train.log``; under torchrun only rank 0 logs below WARNING and
+    writes the file."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if run_dir is not None:
+    if run_dir is not None and main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(run_dir / "train.log", encoding="utf-8"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
+    logging.basicConfig(level=logging.INFO if main_process else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .train import Trainer, default_run_dir
+    from .train.distributed import close_world, current_world
 
     overrides = list(args.set) + ([f"data.dir={args.data_dir}"] if args.data_dir else [])
     if args.resume:
@@ -40,10 +44,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         if (run_dir / "checkpoint.pt").exists() and not args.overwrite:
             raise FileExistsError(f"{run_dir} already holds a run: --resume {run_dir} to continue it, "
                                   "--overwrite to start again, or --output-dir for a new directory")
-    _setup_logging(run_dir)
-    trainer = Trainer(config, run_dir)
-    results = trainer.train(resume=bool(args.resume))
-    print(json.dumps(results, indent=2))
+    world = current_world()
+    _setup_logging(run_dir, world.is_main)
+    finished = False
+    try:
+        trainer = Trainer(config, run_dir)
+        results = trainer.train(resume=bool(args.resume))
+        finished = True
+    finally:
+        close_world(finished)
+    if world.is_main:
+        print(json.dumps(results, indent=2))
     return 130 if results.get("interrupted") else 0
 
 

@@ -118,7 +118,9 @@ class TrainConfig:
     bucket_batches: int = 50          # batches per bucket
     precision: str = "auto"           # auto | bf16 | fp16 | fp32
     device: str = "auto"              # auto | cpu | cuda | cuda:N
-    num_threads: Optional[int] = None # torch intra-op threads on CPU; None = torch's default
+    num_threads: Optional[int] = None # torch intra-op threads on CPU; None = torch's default (the cores
+                                      #   shared out among a machine's processes under torchrun)
+    compile: bool = False             # torch.compile the encoder (dynamic shapes: bucketed lengths vary)
     checkpoint_every: int = 500       # optimizer steps between resumable checkpoints (0 = epoch ends only)
     eval_every_epoch: bool = True
     progress: bool = True             # tqdm bar with loss and tokens/s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -39,3 +40,21 @@ def tiny_checkpoint(tmp_path_factory, minilm_dir) -> Path:
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copyfile(minilm_dir / name, directory / name)
     return directory
+
+
+@pytest.fixture(scope="session")
+def dropout_free_checkpoint(tmp_path_factory, tiny_checkpoint) -> Path:
+    """The tiny random encoder without dropout: runs that must compute the same function (one process
+    against two, compiled against eager) cannot draw different dropout masks."""
+    directory = tmp_path_factory.mktemp("tiny-no-dropout")
+    torch.manual_seed(0)
+    BertModel(dataclasses.replace(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+              ).save_pretrained(directory)
+    for item in tiny_checkpoint.iterdir():
+        if not (directory / item.name).exists():
+            shutil.copyfile(item, directory / item.name)
+    return directory
+
+
+def dropout_free_heads() -> dict:
+    return {f"model.heads.{task}.dropout": 0 for task in ("sst", "quora", "sts")}

@@ -129,8 +129,10 @@ def attention_mask_for_sdpa(attention_mask: Optional[torch.Tensor]) -> Optional[
 
     Returns None when nothing is padded, which lets SDPA take its fastest unmasked kernel.
     """
-    if attention_mask is None or bool(attention_mask.all()):
+    if attention_mask is None:
         return None
+    if not torch.compiler.is_compiling() and bool(attention_mask.all()):  # a data-dependent branch would
+        return None                                                       # break a compiled graph
     return attention_mask.bool()[:, None, None, :]
 
 

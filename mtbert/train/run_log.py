@@ -31,7 +31,10 @@ def tensorboard_writer(run_dir: Path, enabled: bool):
 
 
 class RunLog:
-    def __init__(self, run_dir: Path, tensorboard: bool = True):
+    """``active`` False (data-parallel ranks other than 0) counts records without writing them."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True, active: bool = True):
+        self.active = active
         self.path = Path(run_dir) / METRICS_FILE
         self.run_dir = Path(run_dir)
         self.enabled = tensorboard
@@ -40,6 +43,8 @@ class RunLog:
 
     def start(self, resume: bool) -> None:
         """A fresh file, or on resume the file cut back to the ``lines`` the checkpoint recorded."""
+        if not self.active:
+            return
         if resume:
             if self.path.exists():  # drop lines written after the checkpoint the run resumes from
                 kept = self.path.read_text(encoding="utf-8").splitlines(keepends=True)[: self.lines]
@@ -51,6 +56,9 @@ class RunLog:
 
     def record(self, values: dict, scalars: Optional[dict] = None) -> None:
         """One line in metrics.jsonl; its numbers (and ``scalars``) to TensorBoard under split/name."""
+        if not self.active:
+            self.lines += 1
+            return
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(values) + "\n")
         self.lines += 1

@@ -13,6 +13,7 @@ import torch
 from ..multitask import MultitaskModel, bucketed_batches
 from ..peft import (SELECTION_FILE, ParameterSelection, apply_masks, load_selection, save_selection,
                     selected_count)
+from .distributed import World
 from .step import StepRunner
 
 log = logging.getLogger("mtbert")
@@ -40,9 +41,12 @@ def gradient_pass(runner: StepRunner, model: MultitaskModel, tasks: list[str], b
 
 
 def select_parameters(selection: ParameterSelection, name: str, model: MultitaskModel, runner: StepRunner,
-                      optimizer, tasks: list[str], batch_size: int, seed: int, run_dir: Path, resume: bool) -> dict:
+                      optimizer, tasks: list[str], batch_size: int, seed: int, run_dir: Path, resume: bool,
+                      world: World = World()) -> dict:
     """Choose (or, resuming, reload) the trainable encoder entries and restrict training to them.
-    Returns what to report: how many weights were candidates and selected, and the pass's seconds."""
+    Returns what to report: how many weights were candidates and selected, and the pass's seconds.
+    Under data-parallel training every rank runs the (dropout-free) pass over the whole training data
+    and rank 0's masks are broadcast, so all ranks train exactly the same entries."""
     candidates = {n: p for n, p in model.encoder.named_parameters() if p.requires_grad}
     if not candidates:
         raise ValueError("model.selection: no encoder weights are trainable to select from (model.freeze?)")
@@ -52,7 +56,9 @@ def select_parameters(selection: ParameterSelection, name: str, model: Multitask
         masks = load_selection(path, candidates)
     else:
         masks = selection.select(candidates, gradient_pass(runner, model, tasks, batch_size, seed))
-        save_selection(path, masks, name)
+        world.broadcast([masks[n] for n in sorted(masks)])
+        if world.is_main:
+            save_selection(path, masks, name)
     seconds = time.perf_counter() - started
     apply_masks(candidates, masks, optimizer)
     model.selection = masks

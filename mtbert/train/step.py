@@ -1,8 +1,10 @@
 """One training step: forward each task batch of the step, its loss, then one update (the balanced
-sum, or the surgically combined per-task gradients) or one update per task (``step_mode: separate``)."""
+sum, or the surgically combined per-task gradients) or one update per task (``step_mode: separate``).
+Under data-parallel training each rank runs its shard of every batch (see ``distributed``)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Callable, Optional
 
@@ -11,6 +13,7 @@ import torch
 from ..multitask import Batch, LossBalancer, MultitaskModel, Step, collate
 from ..multitask.surgery import GradientSurgery
 from ..precision import Precision
+from .distributed import World
 
 log = logging.getLogger("mtbert")
 STEP_MODES = ("combined", "separate")
@@ -20,7 +23,8 @@ class StepRunner:
     def __init__(self, model: MultitaskModel, objectives: dict, penalties: list, balancer: LossBalancer,
                  surgery: Optional[GradientSurgery], step_mode: str, optimizer, lr_scheduler, scaler,
                  precision: Precision, max_grad_norm: float, features: Callable[[str], object], counters: dict,
-                 after_update: Optional[Callable[[], None]] = None):
+                 after_update: Optional[Callable[[], None]] = None, world: World = World(),
+                 data_parallel: Optional[torch.nn.Module] = None, seed: int = 0):
         if step_mode not in STEP_MODES:
             raise ValueError(f"train.step_mode must be one of {', '.join(STEP_MODES)}, not {step_mode!r}")
         if surgery is not None and step_mode == "separate":
@@ -31,6 +35,8 @@ class StepRunner:
         self.optimizer, self.lr_scheduler, self.scaler = optimizer, lr_scheduler, scaler
         self.precision, self.max_grad_norm = precision, max_grad_norm
         self.features, self.counters, self.after_update = features, counters, after_update
+        self.world, self.data_parallel = world, data_parallel  # DistributedDataParallel(TaskLoss) or None
+        self.seed = seed
 
     # ----- pieces -------------------------------------------------------------------------
     def task_loss(self, task: str, indices: list[int], regularized: bool = True) -> tuple[torch.Tensor, Batch]:
@@ -41,6 +47,26 @@ class StepRunner:
         with self.precision.autocast():
             loss = objective(self.model, batch)
         return loss.float(), batch
+
+    def _shard_loss(self, task: str, indices: list[int]) -> tuple[torch.Tensor, Batch, int]:
+        """This rank's part of a training batch: (the loss carrying the batch's global mean value and
+        this shard's gradient, the shard's batch, how many examples it counts for)."""
+        if not self.world.distributed:
+            loss, batch = self.task_loss(task, indices)
+            return loss, batch, batch.size
+        local = self.world.shard(indices)
+        count = len(local)
+        features = self.features(task)
+        batch = collate(features, local or list(indices[:1]), self.model.tokenizer.pad_token_id).to(self.precision.device)
+        with self.precision.autocast():
+            loss = self.data_parallel(task, batch).float()
+        return self.world.global_loss(loss, count, len(indices)), batch, count
+
+    def _gradient_sync(self, enabled: bool):
+        """DDP's all-reduce during backward, or none (surgery all-reduces per task instead)."""
+        if self.data_parallel is None or enabled:
+            return contextlib.nullcontext()
+        return self.data_parallel.no_sync()
 
     def _penalty(self) -> Optional[torch.Tensor]:
         terms = [weight * penalty(parameters) for weight, penalty, parameters in self.penalties]
@@ -64,7 +90,9 @@ class StepRunner:
         if self.after_update is not None:
             self.after_update()
 
-    def _count(self, batch: Batch) -> None:
+    def _count(self, batch: Batch, examples: int) -> None:
+        if examples == 0:  # a rank's empty shard, stood in for by a zero-weighted example
+            return
         self.counters["examples"] += batch.size
         self.counters["real_tokens"] += batch.real_tokens
         self.counters["padded_tokens"] += batch.padded_tokens
@@ -83,58 +111,66 @@ class StepRunner:
         self.balancer.train()
         if self.step_mode == "separate":
             return self._run_separate(step, step_number)
-        losses, examples, batches = {}, {}, []
-        for task, indices in step:
-            losses[task], batch = self.task_loss(task, indices)
-            examples[task] = batch.size
-            batches.append(batch)
-        bad = [task for task, loss in losses.items() if not torch.isfinite(loss)]
-        if bad:
-            return self._skip(step_number, bad)
-        terms = self.balancer.terms(losses, examples)
-        penalty = self._penalty()
         shared = self.model.shared_parameters() if self.surgery is not None else []  # per step: a selection may freeze some
-        if self.surgery is None or len(terms) < 2 or not shared:  # nothing shared trains: nothing to combine
-            total = sum(terms.values())
-            self._backward(total + penalty if penalty is not None else total)
-        else:
-            self._surgery_backward(terms, shared)
-            if penalty is not None:
-                self._backward(penalty)
+        surgery = self.surgery is not None and len(step) >= 2 and bool(shared)  # else nothing to combine
+        losses, examples, batches = {}, {}, []
+        with self._gradient_sync(not surgery):
+            for task, indices in step:
+                losses[task], batch, counted = self._shard_loss(task, indices)
+                examples[task] = len(indices)
+                batches.append((batch, counted))
+            bad = [task for task, loss in losses.items() if not torch.isfinite(loss)]
+            if bad:
+                return self._skip(step_number, bad)
+            terms = self.balancer.terms(losses, examples)
+            penalty = self._penalty()
+            if not surgery:
+                total = sum(terms.values())
+                self._backward(total + penalty if penalty is not None else total)
+            else:
+                self._surgery_backward(terms, shared, step_number)
+                if penalty is not None:
+                    self._backward(penalty)
+                shared_ids = {id(p) for p in shared}
+                self.world.average_gradients([p for p in self.model.parameters() if id(p) not in shared_ids])
         self._update()
-        for batch in batches:
-            self._count(batch)
+        for batch, counted in batches:
+            self._count(batch, counted)
         return float(sum(loss.detach() for loss in losses.values()))
 
     def _run_separate(self, step: Step, step_number: int) -> float:
         """One optimizer step per task batch of the step (report 004), each with its own LR-schedule step."""
         total = 0.0
         for task, indices in step:
-            loss, batch = self.task_loss(task, indices)
+            loss, batch, counted = self._shard_loss(task, indices)
             if not torch.isfinite(loss):
                 self._skip(step_number, [task])
                 total = float("nan")
                 continue
-            term = self.balancer.terms({task: loss}, {task: batch.size})[task]
+            term = self.balancer.terms({task: loss}, {task: len(indices)})[task]
             penalty = self._penalty()
             self._backward(term + penalty if penalty is not None else term)
             self._update()
-            self._count(batch)
+            self._count(batch, counted)
             total += float(loss.detach())
         return total
 
-    def _surgery_backward(self, terms: dict[str, torch.Tensor], shared: list[torch.nn.Parameter]) -> None:
+    def _surgery_backward(self, terms: dict[str, torch.Tensor], shared: list[torch.nn.Parameter],
+                          step_number: int) -> None:
         """Each task's gradient of the shared parameters from its own backward, combined by the surgery;
-        the heads (and learned balancer weights) accumulate their plain gradients meanwhile."""
+        the heads (and learned balancer weights) accumulate their plain gradients meanwhile. The
+        surgery's random choices (PCGrad's task order) come from a generator seeded by the step, so
+        every data-parallel rank makes the same ones and a resumed run repeats them."""
         rows = []
         names = list(terms)
         for i, task in enumerate(names):
             self._backward(terms[task], retain_graph=i < len(names) - 1)  # balancer weights share a graph
-            rows.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
-                                   for p in shared]))
+            rows.append(self.world.average(torch.cat([
+                (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float() for p in shared])))
             for p in shared:
                 p.grad = None
-        combined = self.surgery(torch.stack(rows))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step_number)
+        combined = self.surgery(torch.stack(rows), generator)
         offset = 0
         for p in shared:
             p.grad = combined[offset: offset + p.numel()].view_as(p).to(p.dtype)

@@ -36,6 +36,7 @@ from ..multitask import (MultitaskModel, Plan, build_balancer, build_schedule, b
                          plan_counts, random_batches)
 from .builder import build_augmentations, build_model, build_optimizer, penalty_terms, task_objectives
 from ..precision import resolve_device, resolve_precision
+from .distributed import current_world, init_world, threads_per_process, wrap_for_data_parallel
 from .data import TaskSplits, labelled_split, load_augmentation_splits, load_task_splits
 from .interrupt import StopRequest
 from ..peft import build_selection, format_accounting, parameter_accounting
@@ -49,6 +50,7 @@ from .state import STATE_FILE, atomic_torch_save, load_training_state, restore_r
 
 log = logging.getLogger("mtbert")
 Callback = Callable[["Trainer"], None]
+COUNTED = ("examples", "real_tokens", "padded_tokens")  # per rank; summed over ranks when reported
 
 
 class Trainer:
@@ -61,14 +63,17 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.callbacks = list(callbacks)
         self.eval_callbacks = list(eval_callbacks)
-        self.run_log = RunLog(self.run_dir, config.train.tensorboard)
         train = config.train
-        if train.num_threads:
-            torch.set_num_threads(train.num_threads)
-        self.device = resolve_device(train.device)
+        self.device = resolve_device(train.device, local_rank=current_world().local_rank)
+        self.world = init_world(self.device)
+        self.run_log = RunLog(self.run_dir, config.train.tensorboard, active=self.world.is_main)
+        if train.num_threads or self.world.distributed:
+            torch.set_num_threads(train.num_threads or threads_per_process(self.world))
         self.precision = resolve_precision(train.precision, self.device)
         torch.manual_seed(train.seed)
         self.model: MultitaskModel = build_model(config).to(self.device)
+        if train.compile:
+            self.model.encoder.compile(dynamic=True)  # in place: parameter names (and checkpoints) unchanged
         data_dir = config.resolved_data_dir()
         self.data: dict[str, TaskSplits] = load_task_splits(self.model, data_dir, config.data.limit,
                                                             shrink=config.data.shrink, seed=train.seed,
@@ -115,12 +120,15 @@ class Trainer:
         self.position = 0
         self.best_score = -math.inf
         self.epoch_loss = [0.0, 0]  # sum and count of finite losses this epoch, saved so resume logs the same
+        if self.world.distributed:
+            torch.manual_seed(train.seed + 1_000_003 * self.world.rank)  # own dropout masks per rank
         self.runner = StepRunner(
             self.model, self.objectives, self.penalties, self.balancer,
             build_surgery(train.surgery, train.surgery_options), train.step_mode, self.optimizer,
             self.lr_scheduler, self.scaler, self.precision, train.max_grad_norm,
             lambda task: self.data[task].get("train"), self.counters,
-            after_update=(lambda: self.smart.after_update(self.model)) if self.smart is not None else None)
+            after_update=(lambda: self.smart.after_update(self.model)) if self.smart is not None else None,
+            world=self.world, seed=train.seed)
 
     # ----- the epoch plan -----------------------------------------------------------------
     def epoch_plan(self, epoch: int) -> Plan:
@@ -147,6 +155,13 @@ class Trainer:
 
     # ----- checkpoints --------------------------------------------------------------------
     def save_state(self) -> None:
+        """Every rank calls this (it gathers their random states); rank 0 writes the file."""
+        rng = rng_states()
+        rank_rng = self.world.gather_states(rng["torch"])
+        totals = self.world.sum({k: self.counters[k] for k in COUNTED})
+        counters = {**self.counters, **{k: int(v) for k, v in totals.items()}}  # the totals over all ranks
+        if not self.world.is_main:
+            return
         state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -156,7 +171,8 @@ class Trainer:
             "smart": self.smart.state_dict() if self.smart is not None else {},
             "step": self.step, "epoch": self.epoch, "position": self.position,
             "best_score": self.best_score, "metric_lines": self.run_log.lines, "epoch_loss": list(self.epoch_loss),
-            "counters": dict(self.counters), "rng": rng_states(),
+            "counters": counters, "rng": rng,
+            "world_size": self.world.size, "rank_rng": rank_rng if self.world.distributed else [],
         }
         atomic_torch_save(state, self.run_dir / STATE_FILE)
 
@@ -174,7 +190,16 @@ class Trainer:
         self.best_score, self.run_log.lines = state["best_score"], state["metric_lines"]
         self.epoch_loss = list(state["epoch_loss"])
         self.counters.update(state["counters"])
+        if not self.world.is_main:  # rank 0 carries the totals so far; the sum over ranks stays the total
+            self.counters.update({k: 0 for k in COUNTED})
         restore_rng_states(state["rng"])
+        saved_world = state.get("world_size", 1)
+        if self.world.distributed and saved_world == self.world.size:
+            torch.set_rng_state(state["rank_rng"][self.world.rank])
+        elif saved_world != self.world.size:
+            log.warning("the checkpoint was written by %d process(es), this run has %d: training continues from "
+                        "the same step, but dropout draws differ from an uninterrupted run", saved_world,
+                        self.world.size)
         log.info("resumed %s at step %d (epoch %d, batch %d)", self.run_dir, self.step, self.epoch, self.position)
 
     # ----- evaluation ---------------------------------------------------------------------
@@ -226,15 +251,20 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self.restore_state()
-        else:
+        elif self.world.is_main:
             self.config.save(self.run_dir / "config.yaml")
         self.run_log.start(resume)
         if self.selection is not None:
             self.selection_report = select_parameters(
                 self.selection, self.config.model.selection, self.model, self.runner, self.optimizer,
-                self.train_tasks, self.config.train.batch_size, self.config.train.seed, self.run_dir, resume)
+                self.train_tasks, self.config.train.batch_size, self.config.train.seed, self.run_dir, resume,
+                self.world)
+        if self.world.distributed:  # after the selection: DDP tracks the parameters that train
+            self.runner.data_parallel = wrap_for_data_parallel(self.model, self.objectives, self.device)
         self.parameters = parameter_accounting(self.model)
-        (self.run_dir / "parameters.json").write_text(json.dumps(self.parameters, indent=2) + "\n", encoding="utf-8")
+        if self.world.is_main:
+            (self.run_dir / "parameters.json").write_text(json.dumps(self.parameters, indent=2) + "\n",
+                                                          encoding="utf-8")
         log.info("parameters:\n%s", format_accounting(self.parameters))
         try:
             with self.stop:
@@ -251,7 +281,7 @@ class Trainer:
         counts = plan_counts(plan, self.train_tasks)
         log.info("epoch %d (%s schedule): %d steps; examples per task: %s", self.epoch + 1,
                  self.config.train.schedule, len(plan), ", ".join(f"{t} {n}" for t, n in counts.items() if n))
-        show = self.config.train.progress
+        show = self.config.train.progress and self.world.is_main
         bar = tqdm(total=len(plan), initial=self.position, desc=f"epoch {self.epoch + 1}", disable=not show,
                    dynamic_ncols=True, leave=False)
         started, tokens_at_start = time.perf_counter(), self.counters["real_tokens"]
@@ -279,7 +309,7 @@ class Trainer:
                          self.epoch + 1, self.mean_epoch_loss(), tokens_per_second)
             for callback in self.callbacks:
                 callback(self)
-            if self.stop.requested:
+            if self.world.any(self.stop.requested):
                 bar.close()
                 self.save_state()
                 log.info("stopped at step %d; continue with: mtbert train --resume %s", self.step, self.run_dir)
@@ -289,7 +319,9 @@ class Trainer:
         bar.close()
         self.save_state()  # the epoch's batches are done: an interruption during evaluation redoes only that
         if self.config.train.eval_every_epoch or self.step >= self.total_steps:
-            self.evaluate_dev(self.mean_epoch_loss())
+            if self.world.is_main:
+                self.evaluate_dev(self.mean_epoch_loss())
+            self.world.barrier()
         if self.position >= len(plan):
             self.epoch, self.position = self.epoch + 1, 0
             self.epoch_loss = [0.0, 0]
@@ -297,6 +329,13 @@ class Trainer:
         return True
 
     def finish(self) -> dict:
+        """Rank 0 writes predictions and results.json; every rank returns the results (counters summed
+        over the ranks)."""
+        totals = self.world.sum({k: self.counters[k] for k in COUNTED})
+        self.counters.update({k: int(v) for k, v in totals.items()})
+        if not self.world.is_main:
+            self.world.barrier()
+            return {"rank": self.world.rank, "steps": self.step, "examples_seen": self.counters["examples"]}
         best_dir = self.run_dir / "best"
         if not best_dir.exists():  # no evaluation ran (no dev data): the final model is the result
             self.save_best()
@@ -320,7 +359,10 @@ class Trainer:
             "saved_bytes": sum(f.stat().st_size for f in best_dir.iterdir() if f.is_file()),
             "delta_checkpoint": (best_dir / DELTA_FILE).exists(),
         }
+        if self.world.distributed:
+            results["processes"] = self.world.size
         (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        self.world.barrier()
         return results
 
 

@@ -1,0 +1,46 @@
+"""A training process for tests/test_distributed.py, started by torchrun: trains a config (optionally
+asking to stop at a step on rank 0 only, as a Ctrl-C seen by one process would) and records whether
+every rank ended with the same parameters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from mtbert.config import load_config
+from mtbert.train import Trainer
+from mtbert.train.distributed import close_world
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run_dir")
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--stop-at", type=int)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+    run_dir = Path(args.run_dir)
+    config = load_config(run_dir / "config.yaml" if args.resume else "recipes/multitask-base.yaml", args.set)
+
+    def stop_on_rank_0(trainer):
+        if trainer.world.is_main and trainer.step == args.stop_at:
+            trainer.stop.requested = True
+
+    trainer = Trainer(config, run_dir, callbacks=[stop_on_rank_0] if args.stop_at else [])
+    results = trainer.train(resume=args.resume)
+    flat = torch.cat([p.detach().reshape(-1).float() for p in trainer.model.parameters()])
+    gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, flat)
+    if trainer.world.is_main:
+        spread = max(float((g - flat).abs().max()) for g in gathered)
+        (run_dir / "worker.json").write_text(json.dumps({"results": results, "rank_spread": spread,
+                                                         "world": dist.get_world_size()}))
+    close_world()
+
+
+if __name__ == "__main__":
+    main()
