@@ -33,13 +33,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").exists():
             raise FileNotFoundError(f"{run_dir / 'config.yaml'} not found: --resume takes a run directory")
-        if args.config:
-            raise ValueError("--resume continues a run with its saved config.yaml; do not pass --config")
+        if args.config or args.variant:
+            raise ValueError("--resume continues a run with its saved config.yaml; do not pass --config or --variant")
         config = load_config(run_dir / "config.yaml", overrides)
     else:
         if not args.config:
             raise ValueError("mtbert train needs --config FILE (e.g. recipes/quickstart.yaml) or --resume RUN_DIR")
-        config = load_config(args.config, overrides)
+        config = load_config(args.config, overrides, args.variant)
         run_dir = default_run_dir(config, args.output_dir)
         if (run_dir / "checkpoint.pt").exists() and not args.overwrite:
             raise FileExistsError(f"{run_dir} already holds a run: --resume {run_dir} to continue it, "
@@ -154,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML recipe, e.g. recipes/quickstart.yaml")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set train.lr=3e-5 (repeatable)")
+    train.add_argument("--variant", action="append", default=[], metavar="NAME",
+                       help="apply one of the recipe's named variants (an ablation, its cpu scale; repeatable)")
     train.add_argument("--output-dir", help="run directory (default runs/<name>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its checkpoint")
     train.add_argument("--overwrite", action="store_true", help="start again in a directory that holds a run")

@@ -8,7 +8,7 @@ import dataclasses
 import os
 import typing
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import yaml
 
@@ -203,13 +203,40 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 
 
 def _set_path(values: dict, dotted: str, raw: str) -> None:
+    _set_value(values, dotted, yaml.safe_load(raw) if raw != "" else "", f"--set {dotted}")
+
+
+def _set_value(values: dict, dotted: str, value, where: str) -> None:
     keys = dotted.split(".")
     node = values
     for key in keys[:-1]:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"--set {dotted}: {key} is not a section")
-    node[keys[-1]] = yaml.safe_load(raw) if raw != "" else ""
+            raise ConfigError(f"{where}: {key} is not a section")
+    node[keys[-1]] = value
+
+
+def apply_variants(values: dict, chosen: Sequence[str], where: str) -> dict:
+    """A recipe's ``variants:`` section names sets of ``dotted.key: value`` changes (a report's
+    ablations, its CPU-scale version); the chosen ones apply in order, on top of the recipe, and their
+    names are appended to the run's name. The section itself is not part of the resolved config."""
+    variants = values.pop("variants", None) or {}
+    if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
+        raise ConfigError(f"{where}: variants must map names to mappings of dotted.key: value")
+    for name in chosen:
+        if name not in variants:
+            known = ", ".join(sorted(variants)) or "none"
+            raise ConfigError(f"{where}: unknown variant {name!r}; this recipe has: {known}")
+        for dotted, value in variants[name].items():
+            _set_value(values, str(dotted), value, f"{where}: variant {name}")
+    if chosen:
+        values["name"] = "+".join([str(values.get("name") or Path(where).stem), *chosen])
+    return values
+
+
+def recipe_variants(path: str | Path) -> dict[str, dict]:
+    """The named variants a recipe offers (empty when it has none)."""
+    return dict(read_yaml_mapping(Path(path)).get("variants") or {})
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -235,12 +262,16 @@ def read_yaml_mapping(path: Path) -> dict:
     return loaded
 
 
-def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> ExperimentConfig:
-    """Defaults, then the YAML file at ``path``, then each ``key=value`` override (YAML-parsed)."""
+def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None,
+                variants: Sequence[str] = ()) -> ExperimentConfig:
+    """Defaults, then the YAML file at ``path``, then its chosen ``variants``, then each ``key=value``
+    override (YAML-parsed)."""
     values: dict = {}
     if path is not None:
         path = Path(path)
-        values = _merge(values, read_yaml_mapping(path))
+        values = apply_variants(_merge(values, read_yaml_mapping(path)), variants, str(path))
+    elif variants:
+        raise ConfigError("variants need a recipe file that defines them")
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=3e-5")
