@@ -73,7 +73,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 BASE_RECIPE = RECIPES / "multitask-base.yaml"  # what the comparison benchmarks vary one thing of
 
 
-def run_recipe(recipe: str | Path, overrides: list[str], run_dir: str | Path):
+def run_recipe(recipe: str | Path, overrides: list[str], run_dir: str | Path, variants: list[str] = ()):
     """Train a recipe from scratch in ``run_dir``: returns (trainer, results, wall seconds).
 
     Wall time covers everything a user waits for: loading, tokenizing, training, dev evaluation each
@@ -88,7 +88,7 @@ def run_recipe(recipe: str | Path, overrides: list[str], run_dir: str | Path):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     run_dir = Path(run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)
-    config = load_config(recipe, ["train.progress=false", *overrides])
+    config = load_config(recipe, ["train.progress=false", *overrides], variants)
     started = time.perf_counter()
     trainer = Trainer(config, run_dir)
     results = trainer.train()

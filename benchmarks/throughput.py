@@ -2,7 +2,7 @@
 transformers driven by a plain loop, on the real SST/Quora/STS data, in one run.
 
     python benchmarks/throughput.py [--models all-MiniLM-L6-v2,bert-base] [--steps 40] [--base-steps 8]
-                                    [--eval-examples 600] [--device cpu]
+                                    [--eval-examples 600] [--base-eval-examples 200] [--device cpu]
 
 Training, ours: the steps of recipes/multitask-base.yaml's first epoch as `mtbert train` runs them
 (length-bucketed batches of 32, shuffled task order, our encoder and AdamW, clipping, LR schedule).
@@ -193,6 +193,7 @@ def main() -> None:
     parser.add_argument("--base-steps", type=int, default=8, help="timed training steps for bert-base")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--eval-examples", type=int, default=600, help="dev examples per task for inference")
+    parser.add_argument("--base-eval-examples", type=int, default=200, help="the same for bert-base")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="mtbert-throughput-"))
@@ -200,9 +201,10 @@ def main() -> None:
     try:
         for name in args.models.split(","):
             path = model_directory(name, scratch)
+            examples = args.eval_examples if name != "bert-base" else args.base_eval_examples
             config = load_config(BASE_RECIPE, [f"model.name={path}", "train.progress=false", "train.tensorboard=false",
                                                "train.checkpoint_every=0", f"train.device={args.device}",
-                                               f"data.eval_limit={args.eval_examples}"])
+                                               f"data.eval_limit={examples}"])
             trainer = Trainer(config, scratch / f"run-{len(records)}")
             precision = trainer.precision
             peak = matmul_peak(precision.dtype or torch.float32, trainer.device)
