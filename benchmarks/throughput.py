@@ -2,7 +2,7 @@
 transformers driven by a plain loop, on the real SST/Quora/STS data, in one run.
 
     python benchmarks/throughput.py [--models all-MiniLM-L6-v2,bert-base] [--steps 40] [--base-steps 8]
-                                    [--eval-examples 600] [--base-eval-examples 200] [--device cpu]
+                                    [--eval-examples 0] [--base-eval-examples 200] [--device cpu]
 
 Training, ours: the steps of recipes/multitask-base.yaml's first epoch as `mtbert train` runs them
 (length-bucketed batches of 32, shuffled task order, our encoder and AdamW, clipping, LR schedule).
@@ -10,7 +10,7 @@ Training, theirs: transformers.BertModel with the same weights, a linear head pe
 output, torch.optim.AdamW, clipping; batches of 32 drawn at random and padded to their longest example
 (what a DataLoader with DataCollatorWithPadding gives), the same task for each step as ours.
 Inference: ours predicts each dev set in length-sorted batches of 128; theirs runs the dev file in order
-in batches of 128. Both see the same examples, tokenized by the same WordPiece tokenizer.
+in batches of 128 (MiniLM: the whole dev sets; bert-base: the first 200 examples of each, for time). Both see the same examples, tokenized by the same WordPiece tokenizer.
 
 Tokens/s count real (non-padding) tokens, the work a user asked for. MFU = the model FLOPs those real
 tokens need (matrix products, attention at each sequence's own length; x3 for training) per second over
@@ -22,6 +22,7 @@ bert-base-sized encoder (no download needed), timed over fewer steps.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -30,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common import BASE_RECIPE, machine, markdown_table, matmul_peak, save
+from common import BASE_RECIPE, RESULTS, machine, markdown_table, matmul_peak, save
 from mtbert import BertConfig, BertModel
 from mtbert.bert.checkpoint import embedded_model_path
 from mtbert.bert.model import count_flops_per_token
@@ -59,6 +60,23 @@ def model_directory(name: str, scratch: Path) -> str:
 def useful_flops(batch, config: BertConfig) -> float:
     """Forward FLOPs of the batch's real tokens, each sequence at its own length."""
     return sum(n * count_flops_per_token(config, n) for n in batch.attention_mask.sum(1).tolist())
+
+
+class Meter:
+    """Real and paid tokens and useful FLOPs of the batches a timed loop ran."""
+
+    def __init__(self, config: BertConfig, passes: int):
+        self.config, self.passes = config, passes  # passes: 3 for training (forward + backward), 1 to infer
+        self.tokens = self.paid = 0
+        self.flops = 0.0
+
+    def add(self, batch) -> None:
+        self.tokens += batch.real_tokens
+        self.paid += batch.padded_tokens
+        self.flops += self.passes * useful_flops(batch, self.config)
+
+    def result(self, seconds: float) -> dict:
+        return {"seconds": seconds, "tokens": self.tokens, "flops": self.flops, "padding": 1 - self.tokens / self.paid}
 
 
 def synchronize(device: torch.device) -> None:
@@ -92,10 +110,8 @@ def plain_loss(task: str, scores: torch.Tensor, labels: torch.Tensor) -> torch.T
 
 
 def time_ours_training(trainer: Trainer, steps: int, warmup: int) -> dict:
-    config = trainer.model.encoder.config
     plan = trainer.epoch_plan(0)[: warmup + steps]
-    tokens = flops = 0.0
-    paid = 0
+    meter = Meter(trainer.model.encoder.config, 3)
     for position, step in enumerate(plan):
         if position == warmup:
             synchronize(trainer.device)
@@ -103,25 +119,19 @@ def time_ours_training(trainer: Trainer, steps: int, warmup: int) -> dict:
         trainer.train_step(step)
         if position >= warmup:
             for task, indices in step:
-                batch = collate(trainer.data[task].get("train"), indices)
-                tokens += batch.real_tokens
-                paid += batch.padded_tokens
-                flops += useful_flops(batch, config)
+                meter.add(collate(trainer.data[task].get("train"), indices))
     synchronize(trainer.device)
-    return {"seconds": time.perf_counter() - started, "tokens": tokens, "flops": 3 * flops,
-            "padding": 1 - tokens / paid, "tasks": [step[0][0] for step in plan]}
+    return {**meter.result(time.perf_counter() - started), "tasks": [step[0][0] for step in plan]}
 
 
 def time_plain_training(trainer: Trainer, path: str, tasks: list[str], warmup: int) -> dict:
     model = PlainLoopModel(path, {"sst": 5, "quora": 1, "sts": 1}).to(trainer.device).train()
-    config = trainer.model.encoder.config
+    meter = Meter(trainer.model.encoder.config, 3)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     generator = torch.Generator().manual_seed(0)
     streams = {task: iter(random_batches(len(trainer.data[task].get("train")), 32, generator))
                for task in set(tasks)}
     precision = trainer.precision
-    tokens = flops = 0.0
-    paid = 0
     for position, task in enumerate(tasks):
         if position == warmup:
             synchronize(trainer.device)
@@ -135,11 +145,9 @@ def time_plain_training(trainer: Trainer, path: str, tasks: list[str], warmup: i
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if position >= warmup:
-            tokens += batch.real_tokens
-            paid += batch.padded_tokens
-            flops += useful_flops(batch, config)
+            meter.add(batch)
     synchronize(trainer.device)
-    return {"seconds": time.perf_counter() - started, "tokens": tokens, "flops": 3 * flops, "padding": 1 - tokens / paid}
+    return meter.result(time.perf_counter() - started)
 
 
 @torch.no_grad()
@@ -170,9 +178,10 @@ def time_inference(trainer: Trainer, path: str) -> dict:
 
 
 def measured(seconds: float, batches, config: BertConfig) -> dict:
-    tokens = sum(b.real_tokens for b in batches)
-    return {"seconds": seconds, "tokens": tokens, "flops": sum(useful_flops(b, config) for b in batches),
-            "padding": 1 - tokens / sum(b.padded_tokens for b in batches)}
+    meter = Meter(config, 1)
+    for batch in batches:
+        meter.add(batch)
+    return meter.result(seconds)
 
 
 def epoch_padding(trainer: Trainer) -> dict:
@@ -186,66 +195,79 @@ def epoch_padding(trainer: Trainer) -> dict:
     return {"ours": average(bucketed), "transformers": average(plain), "epoch_tokens": sum(weights)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="all-MiniLM-L6-v2,bert-base")
-    parser.add_argument("--steps", type=int, default=40, help="timed training steps for MiniLM")
-    parser.add_argument("--base-steps", type=int, default=8, help="timed training steps for bert-base")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--eval-examples", type=int, default=600, help="dev examples per task for inference")
-    parser.add_argument("--base-eval-examples", type=int, default=200, help="the same for bert-base")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="mtbert-throughput-"))
-    rows, epoch_rows, records = [], [], []
-    try:
-        for name in args.models.split(","):
-            path = model_directory(name, scratch)
-            examples = args.eval_examples if name != "bert-base" else args.base_eval_examples
-            config = load_config(BASE_RECIPE, [f"model.name={path}", "train.progress=false", "train.tensorboard=false",
-                                               "train.checkpoint_every=0", f"train.device={args.device}",
-                                               f"data.eval_limit={examples}"])
-            trainer = Trainer(config, scratch / f"run-{len(records)}")
-            precision = trainer.precision
-            peak = matmul_peak(precision.dtype or torch.float32, trainer.device)
-            steps = args.steps if name != "bert-base" else args.base_steps
-            ours_train = time_ours_training(trainer, steps, args.warmup)
-            theirs_train = time_plain_training(trainer, path, ours_train.pop("tasks"), args.warmup)
-            inference = time_inference(trainer, path)
-            epoch = epoch_padding(trainer)
-            record = {"model": name, "precision": precision.name, "peak_tflops": peak / 1e12, "steps": steps,
-                      "train": {"ours": ours_train, "transformers": theirs_train}, "inference": inference,
-                      "epoch_padding": epoch}
-            for mode in ("train", "inference"):
-                ours, theirs = record[mode]["ours"], record[mode]["transformers"]
-                for result in (ours, theirs):
-                    result["tokens_per_second"] = result["tokens"] / result["seconds"]
-                    result["mfu"] = result["flops"] / result["seconds"] / peak
-                record[mode]["ratio"] = ours["tokens_per_second"] / theirs["tokens_per_second"]
-                rows.append([name, precision.name, mode, f"{ours['tokens_per_second']:,.0f}",
-                             f"{100 * ours['mfu']:.1f}%", f"{100 * ours['padding']:.1f}%",
-                             f"{theirs['tokens_per_second']:,.0f}", f"{100 * theirs['mfu']:.1f}%",
-                             f"{100 * theirs['padding']:.1f}%", f"{record[mode]['ratio']:.2f}x"])
-            minutes = {k: epoch["epoch_tokens"] / record["train"][k]["tokens_per_second"] / 60
-                       for k in ("ours", "transformers")}
-            record["epoch_minutes"] = minutes
-            epoch_rows.append([name, f"{epoch['epoch_tokens']:,}", f"{100 * epoch['ours']:.1f}%",
-                               f"{100 * epoch['transformers']:.1f}%", f"{minutes['ours']:.1f} min",
-                               f"{minutes['transformers']:.1f} min"])
-            records.append(record)
-            print(*rows[-2:], epoch_rows[-1], sep="\n", flush=True)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    info = machine(torch.device(args.device))
+def measure_model(name: str, args, scratch: Path) -> dict:
+    """One model's training and inference, ours and theirs, with the epoch padding and times."""
+    path = model_directory(name, scratch)
+    examples = args.eval_examples if name != "bert-base" else args.base_eval_examples
+    config = load_config(BASE_RECIPE, [f"model.name={path}", "train.progress=false", "train.tensorboard=false",
+                                       "train.checkpoint_every=0", f"train.device={args.device}",
+                                       f"data.eval_limit={examples or 'null'}"])
+    trainer = Trainer(config, scratch / f"run-{name}")
+    peak = matmul_peak(trainer.precision.dtype or torch.float32, trainer.device)
+    steps = args.steps if name != "bert-base" else args.base_steps
+    ours_train = time_ours_training(trainer, steps, args.warmup)
+    theirs_train = time_plain_training(trainer, path, ours_train.pop("tasks"), args.warmup)
+    record = {"model": name, "precision": trainer.precision.name, "peak_tflops": peak / 1e12, "steps": steps,
+              "eval_examples_per_task": examples or "all",
+              "train": {"ours": ours_train, "transformers": theirs_train}, "inference": time_inference(trainer, path),
+              "epoch_padding": epoch_padding(trainer)}
+    for mode in ("train", "inference"):
+        for result in record[mode].values():
+            result["tokens_per_second"] = result["tokens"] / result["seconds"]
+            result["mfu"] = result["flops"] / result["seconds"] / peak
+        record[mode]["ratio"] = record[mode]["ours"]["tokens_per_second"] / record[mode]["transformers"]["tokens_per_second"]
+    record["epoch_minutes"] = {k: record["epoch_padding"]["epoch_tokens"] / record["train"][k]["tokens_per_second"] / 60
+                               for k in ("ours", "transformers")}
+    return record
+
+
+def tables(records: list[dict]) -> tuple[str, str]:
+    rows, epoch_rows = [], []
+    for record in records:
+        for mode in ("train", "inference"):
+            ours, theirs = record[mode]["ours"], record[mode]["transformers"]
+            rows.append([record["model"], record["precision"], mode, f"{ours['tokens_per_second']:,.0f}",
+                         f"{100 * ours['mfu']:.1f}%", f"{100 * ours['padding']:.1f}%",
+                         f"{theirs['tokens_per_second']:,.0f}", f"{100 * theirs['mfu']:.1f}%",
+                         f"{100 * theirs['padding']:.1f}%", f"{record[mode]['ratio']:.2f}x"])
+        epoch, minutes = record["epoch_padding"], record["epoch_minutes"]
+        epoch_rows.append([record["model"], f"{epoch['epoch_tokens']:,}", f"{100 * epoch['ours']:.1f}%",
+                           f"{100 * epoch['transformers']:.1f}%", f"{minutes['ours']:.1f} min",
+                           f"{minutes['transformers']:.1f} min"])
     table = markdown_table(["model", "precision", "mode", "ours real tok/s", "ours MFU", "ours padding",
                             "transformers real tok/s", "transformers MFU", "transformers padding", "ratio"], rows)
     epoch_table = markdown_table(["model", "real tokens per epoch (SST+Quora+STS train)", "padding, bucketed",
                                   "padding, random batches", "epoch, ours", "epoch, transformers plain loop"],
                                  epoch_rows)
+    return table, epoch_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="all-MiniLM-L6-v2,bert-base",
+                        help="models to measure; the saved file keeps earlier records of the others")
+    parser.add_argument("--steps", type=int, default=40, help="timed training steps for MiniLM")
+    parser.add_argument("--base-steps", type=int, default=8, help="timed training steps for bert-base")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--eval-examples", type=int, default=0, help="dev examples per task for inference (0: all)")
+    parser.add_argument("--base-eval-examples", type=int, default=200, help="the same for bert-base")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    scratch = Path(tempfile.mkdtemp(prefix="mtbert-throughput-"))
+    try:
+        measured_now = [measure_model(name, args, scratch) for name in args.models.split(",")]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    previous = RESULTS / f"throughput_{device.type}.json"
+    kept = [r for r in (json.loads(previous.read_text())["results"] if previous.exists() else [])
+            if r["model"] not in {m["model"] for m in measured_now}]
+    records = sorted(kept + measured_now, key=lambda r: r["model"] == "bert-base")
+    info = machine(device)
+    table, epoch_table = tables(records)
     print(f"\nMachine: {info['device']}; torch {info['torch']}; peak {records[0]['peak_tflops']:.3f} TFLOP/s\n")
     print(table, "\n", epoch_table, sep="\n")
-    save(f"throughput_{torch.device(args.device).type}", {"machine": info, "args": vars(args), "results": records,
-                                                          "table": table, "epoch_table": epoch_table})
+    save(f"throughput_{device.type}", {"machine": info, "results": records, "table": table, "epoch_table": epoch_table})
 
 
 if __name__ == "__main__":

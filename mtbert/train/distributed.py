@@ -124,12 +124,29 @@ class World:
                 tensor.copy_(carrier.bool())
 
     def gather_states(self, state: torch.Tensor) -> list[torch.Tensor]:
-        """Every rank's copy of a same-sized tensor (the random-number generators' states)."""
+        """Every rank's copy of a same-sized CPU tensor (the random-number generators' states); NCCL
+        moves it through the rank's GPU."""
         if not self.distributed:
             return [state]
-        gathered = [torch.empty_like(state) for _ in range(self.size)]
-        dist.all_gather(gathered, state)
-        return gathered
+        carrier = state.cuda() if dist.get_backend() == "nccl" else state
+        gathered = [torch.empty_like(carrier) for _ in range(self.size)]
+        dist.all_gather(gathered, carrier)
+        return [g.cpu() for g in gathered]
+
+    def rank_rng_states(self) -> dict[str, list[torch.Tensor]]:
+        """Every rank's generator states (CPU, and its own GPU's), for a checkpoint; empty for one process."""
+        if not self.distributed:
+            return {}
+        states = {"cpu": self.gather_states(torch.get_rng_state())}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            states["cuda"] = self.gather_states(torch.cuda.get_rng_state())
+        return states
+
+    def restore_rank_rng_states(self, states: dict[str, list[torch.Tensor]]) -> None:
+        """This rank's generator states from ``rank_rng_states`` of a run with as many processes."""
+        torch.set_rng_state(states["cpu"][self.rank])
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state(states["cuda"][self.rank])
 
     def barrier(self) -> None:
         if self.distributed:

@@ -156,8 +156,7 @@ class Trainer:
     # ----- checkpoints --------------------------------------------------------------------
     def save_state(self) -> None:
         """Every rank calls this (it gathers their random states); rank 0 writes the file."""
-        rng = rng_states()
-        rank_rng = self.world.gather_states(rng["torch"])
+        rng, rank_rng = rng_states(), self.world.rank_rng_states()
         totals = self.world.sum({k: self.counters[k] for k in COUNTED})
         counters = {**self.counters, **{k: int(v) for k, v in totals.items()}}  # the totals over all ranks
         if not self.world.is_main:
@@ -172,7 +171,7 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "position": self.position,
             "best_score": self.best_score, "metric_lines": self.run_log.lines, "epoch_loss": list(self.epoch_loss),
             "counters": counters, "rng": rng,
-            "world_size": self.world.size, "rank_rng": rank_rng if self.world.distributed else [],
+            "world_size": self.world.size, "rank_rng": rank_rng,
         }
         atomic_torch_save(state, self.run_dir / STATE_FILE)
 
@@ -195,7 +194,7 @@ class Trainer:
         restore_rng_states(state["rng"])
         saved_world = state.get("world_size", 1)
         if self.world.distributed and saved_world == self.world.size:
-            torch.set_rng_state(state["rank_rng"][self.world.rank])
+            self.world.restore_rank_rng_states(state["rank_rng"])
         elif saved_world != self.world.size:
             log.warning("the checkpoint was written by %d process(es), this run has %d: training continues from "
                         "the same step, but dropout draws differ from an uninterrupted run", saved_world,
@@ -329,8 +328,8 @@ class Trainer:
         return True
 
     def finish(self) -> dict:
-        """Rank 0 writes predictions and results.json; every rank returns the results (counters summed
-        over the ranks)."""
+        """Rank 0 writes predictions and results.json and returns the results (counters summed over the
+        ranks); other ranks return their rank, steps and the summed examples."""
         totals = self.world.sum({k: self.counters[k] for k in COUNTED})
         self.counters.update({k: int(v) for k, v in totals.items()})
         if not self.world.is_main:
