@@ -16,12 +16,20 @@ from mtbert.train import Trainer
 from mtbert.train.distributed import close_world
 
 
+def poisoned(objective, trainer, step: int):
+    def loss(model, batch):
+        value = objective(model, batch)
+        return value * float("nan") if trainer.step == step else value
+    return loss
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir")
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--stop-at", type=int)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--poison-step", type=int, help="rank 1's loss is NaN at this step (a diverged batch)")
     args = parser.parse_args()
     run_dir = Path(args.run_dir)
     config = load_config(run_dir / "config.yaml" if args.resume else "recipes/multitask-base.yaml", args.set)
@@ -31,6 +39,9 @@ def main() -> None:
             trainer.stop.requested = True
 
     trainer = Trainer(config, run_dir, callbacks=[stop_on_rank_0] if args.stop_at else [])
+    if args.poison_step is not None and trainer.world.rank == 1:
+        for task, objective in list(trainer.objectives.items()):  # the DDP module reads this same dict
+            trainer.objectives[task] = poisoned(objective, trainer, args.poison_step)
     results = trainer.train(resume=args.resume)
     flat = torch.cat([p.detach().reshape(-1).float() for p in trainer.model.parameters()])
     gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]

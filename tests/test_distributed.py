@@ -108,3 +108,13 @@ def test_a_stopped_two_process_run_resumes_exactly(tmp_path, tiny_checkpoint, da
     ours, theirs = model_state(tmp_path / "cut"), model_state(tmp_path / "whole")
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
     assert (tmp_path / "cut" / "metrics.jsonl").read_text() == (tmp_path / "whole" / "metrics.jsonl").read_text()
+
+
+def test_a_non_finite_loss_on_one_rank_skips_the_step_on_all(tmp_path, tiny_checkpoint, data_dir):
+    """The global loss value carries rank 1's NaN to rank 0, both skip the update, and DDP still gets
+    the backward it waits for, so the next steps run."""
+    values = tiny_overrides(tiny_checkpoint, data_dir, **{"train.tensorboard": False})
+    torchrun("tests/ddp_worker.py", str(tmp_path / "run"), "--poison-step", "2", *sets(values))
+    worker = json.loads((tmp_path / "run" / "worker.json").read_text())
+    assert worker["results"]["skipped_nonfinite_batches"] == 1
+    assert worker["rank_spread"] == 0.0 and worker["results"]["steps"] == 18

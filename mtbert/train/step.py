@@ -97,7 +97,11 @@ class StepRunner:
         self.counters["real_tokens"] += batch.real_tokens
         self.counters["padded_tokens"] += batch.padded_tokens
 
-    def _skip(self, step_number: int, tasks: list[str]) -> float:
+    def _skip(self, step_number: int, tasks: list[str], losses: list[torch.Tensor]) -> float:
+        if self.data_parallel is not None:
+            # DDP waits for a backward after every synced forward; give it one whose gradients are
+            # discarded below (every rank skips: the loss value is the global one, non-finite everywhere)
+            self._backward(sum(torch.nan_to_num(loss) for loss in losses) * 0.0)
         self.counters["skipped_nonfinite"] += 1
         log.warning("step %d: non-finite loss on %s, update skipped (%d so far)", step_number, ", ".join(tasks),
                     self.counters["skipped_nonfinite"])
@@ -121,7 +125,7 @@ class StepRunner:
                 batches.append((batch, counted))
             bad = [task for task, loss in losses.items() if not torch.isfinite(loss)]
             if bad:
-                return self._skip(step_number, bad)
+                return self._skip(step_number, bad, list(losses.values()))
             terms = self.balancer.terms(losses, examples)
             penalty = self._penalty()
             if not surgery:
@@ -144,7 +148,7 @@ class StepRunner:
         for task, indices in step:
             loss, batch, counted = self._shard_loss(task, indices)
             if not torch.isfinite(loss):
-                self._skip(step_number, [task])
+                self._skip(step_number, [task], [loss])
                 total = float("nan")
                 continue
             term = self.balancer.terms({task: loss}, {task: len(indices)})[task]
