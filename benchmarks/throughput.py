@@ -9,8 +9,9 @@ Training, ours: the steps of recipes/multitask-base.yaml's first epoch as `mtber
 Training, theirs: transformers.BertModel with the same weights, a linear head per task on the mean-pooled
 output, torch.optim.AdamW, clipping; batches of 32 drawn at random and padded to their longest example
 (what a DataLoader with DataCollatorWithPadding gives), the same task for each step as ours.
-Inference: ours predicts each dev set in length-sorted batches of 128; theirs runs the dev file in order
-in batches of 128 (MiniLM: the whole dev sets; bert-base: the first 200 examples of each, for time). Both see the same examples, tokenized by the same WordPiece tokenizer.
+Inference: ours predicts each dev set as `mtbert evaluate` does, in length-sorted batches of at most 128
+examples and 1,024 padded tokens (train.eval_batch_size, train.eval_max_tokens); theirs runs the dev file
+in order in batches of 128. Whole dev sets for both models by default. Both see the same examples, tokenized by the same WordPiece tokenizer.
 
 Tokens/s count real (non-padding) tokens, the work a user asked for. MFU = the model FLOPs those real
 tokens need (matrix products, attention at each sequence's own length; x3 for training) per second over
@@ -153,14 +154,15 @@ def time_plain_training(trainer: Trainer, path: str, tasks: list[str], warmup: i
 @torch.no_grad()
 def time_inference(trainer: Trainer, path: str) -> dict:
     dev = {task: splits.get("dev") for task, splits in trainer.data.items()}
-    batches = {task: [collate(f, b) for b in sorted_batches(f.lengths, 128)] for task, f in dev.items()}
-    in_order = {task: [collate(f, range(i, min(i + 128, len(f)))) for i in range(0, len(f), 128)]
+    size, max_tokens = trainer.config.train.eval_batch_size, trainer.config.train.eval_max_tokens
+    batches = {task: [collate(f, b) for b in sorted_batches(f.lengths, size, max_tokens)] for task, f in dev.items()}
+    in_order = {task: [collate(f, range(i, min(i + size, len(f)))) for i in range(0, len(f), size)]
                 for task, f in dev.items()}
     result = {}
     synchronize(trainer.device)
     started = time.perf_counter()
     for features in dev.values():
-        predict_features(trainer.model, features, 128, trainer.precision)
+        predict_features(trainer.model, features, size, trainer.precision, max_tokens)
     synchronize(trainer.device)
     config = trainer.model.encoder.config
     result["ours"] = measured(time.perf_counter() - started, [b for bs in batches.values() for b in bs], config)
@@ -250,7 +252,7 @@ def main() -> None:
     parser.add_argument("--base-steps", type=int, default=8, help="timed training steps for bert-base")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--eval-examples", type=int, default=0, help="dev examples per task for inference (0: all)")
-    parser.add_argument("--base-eval-examples", type=int, default=200, help="the same for bert-base")
+    parser.add_argument("--base-eval-examples", type=int, default=0, help="the same for bert-base")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)

@@ -75,7 +75,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _setup_logging()
     model, precision = _load_model_and_precision(args)
     data = load_task_splits(model, resolve_data_dir(args.data_dir), args.limit, splits=(args.split,))
-    metrics, predictions = evaluate_split(model, labelled_split(data, args.split), args.batch_size, precision)
+    metrics, predictions = evaluate_split(model, labelled_split(data, args.split), args.batch_size, precision,
+                                        args.max_tokens)
     if args.output_dir:
         for task, result in predictions.items():
             spec = model.specs[task]
@@ -105,7 +106,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         pairs = args.text_pair or [None] * len(args.text)
         examples = [Example(str(i), (t,) if p is None else (t, p), None, 0) for i, (t, p) in enumerate(zip(args.text, pairs))]
     features = featurize(model.tokenizer, spec, examples, model.encoding(spec.name), model.max_length)
-    result = predict_features(model, features, args.batch_size, precision)
+    result = predict_features(model, features, args.batch_size, precision, args.max_tokens)
     if args.output:
         write_predictions(Path(args.output), spec, result.ids, result.predictions)
         print(f"wrote {len(result.ids)} predictions to {args.output}")
@@ -147,6 +148,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import TrainConfig
+
     parser = argparse.ArgumentParser(prog="mtbert", description="Multitask fine-tuning of BERT encoders.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -169,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--base", help="for a delta model whose base encoder has moved: its directory now")
         command.add_argument("--device", default="auto")
         command.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
-        command.add_argument("--batch-size", type=int, default=128)
+        command.add_argument("--batch-size", type=int, default=128, help="most examples per batch")
+        command.add_argument("--max-tokens", type=int, default=TrainConfig.eval_max_tokens,
+                             help="most padded tokens per batch (0: no cap)")
         command.set_defaults(handler=handler)
         if name == "evaluate":
             command.add_argument("--data-dir", help="directory of the task files (default $MTBERT_DATA_DIR or ./data)")

@@ -7,6 +7,7 @@ from typing import Optional
 
 import torch
 
+from ..config import TrainConfig
 from ..multitask import MultitaskModel, TaskFeatures, collate, sorted_batches
 from ..tasks import METRICS, composite_score, metric_key, predictions_from_outputs
 from ..precision import Precision
@@ -28,11 +29,11 @@ class TaskPredictions:
 
 @torch.no_grad()
 def predict_features(model: MultitaskModel, features: TaskFeatures, batch_size: int,
-                     precision: Precision) -> TaskPredictions:
+                     precision: Precision, max_tokens: int = TrainConfig.eval_max_tokens) -> TaskPredictions:
     model.eval()
     spec = features.spec
     outputs: list[Optional[torch.Tensor]] = [None] * len(features)
-    for indices in sorted_batches(features.lengths, batch_size):
+    for indices in sorted_batches(features.lengths, batch_size, max_tokens):
         batch = collate(features, indices, model.tokenizer.pad_token_id).to(precision.device)
         with precision.autocast():
             result = model(batch).scores.float().cpu()
@@ -45,13 +46,13 @@ def predict_features(model: MultitaskModel, features: TaskFeatures, batch_size: 
 
 
 def evaluate_split(model: MultitaskModel, features_by_task: dict[str, TaskFeatures], batch_size: int,
-                   precision: Precision) -> tuple[dict[str, float], dict[str, TaskPredictions]]:
+                   precision: Precision, max_tokens: int = TrainConfig.eval_max_tokens) -> tuple[dict[str, float], dict[str, TaskPredictions]]:
     """Metrics of every task on one labelled split, plus the composite over them."""
     metrics: dict[str, float] = {}
     predictions: dict[str, TaskPredictions] = {}
     metric_names = {}
     for task, features in features_by_task.items():
-        result = predict_features(model, features, batch_size, precision)
+        result = predict_features(model, features, batch_size, precision, max_tokens)
         predictions[task] = result
         metric = model.specs[task].metric
         metric_names[task] = metric

