@@ -2,7 +2,7 @@
 transformers driven by a plain loop, on the real SST/Quora/STS data, in one run.
 
     python benchmarks/throughput.py [--models all-MiniLM-L6-v2,bert-base] [--steps 40] [--base-steps 8]
-                                    [--eval-examples 0] [--base-eval-examples 200] [--device cpu]
+                                    [--eval-examples 0] [--base-eval-examples 0] [--device cpu]
 
 Training, ours: the steps of recipes/multitask-base.yaml's first epoch as `mtbert train` runs them
 (length-bucketed batches of 32, shuffled task order, our encoder and AdamW, clipping, LR schedule).
