@@ -132,6 +132,13 @@ class TrainConfig:
                                       #   the log and TensorBoard (0 = never)
     tensorboard: bool = True          # TensorBoard scalars in <run>/tensorboard when the package is installed
 
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name}: must be 1 or more, got {getattr(self, name)}")
+        if self.eval_max_tokens < 0:
+            raise ConfigError(f"train.eval_max_tokens: must be 0 (no cap) or more, got {self.eval_max_tokens}")
+
 
 @dataclasses.dataclass
 class ExperimentConfig:

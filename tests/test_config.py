@@ -34,6 +34,8 @@ def test_quickstart_recipe_loads_and_round_trips(tmp_path):
     (["model.heads={sst: {typo: 1}}"], "model.heads.sst: unknown option(s) typo"),
     (["nonsense"], "expected key=value"),
     (["data.tasks=sst"], "data.tasks: expected a list"),
+    (["train.eval_max_tokens=-1"], "train.eval_max_tokens: must be 0 (no cap) or more, got -1"),
+    (["train.batch_size=0"], "train.batch_size: must be 1 or more, got 0"),
 ])
 def test_bad_options_are_named(override, message):
     with pytest.raises(ConfigError) as caught:
