@@ -91,8 +91,8 @@ class TrainConfig:
     batch_size: int = 32
     eval_batch_size: int = 128
     # Most padded tokens per evaluation batch (0: no cap). 1,024 was the fastest of 1,024/2,048/4,096/no cap
-    # for MiniLM on SST and STS dev on the 2-core CPU (3,263 real tok/s at 3.0% padding against 2,871 at
-    # 12.5% uncapped); a GPU likely wants larger batches (not measured here).
+    # for MiniLM on SST and STS dev on the 2-core CPU in a one-off timing (3,263 real tok/s at 3.0% padding
+    # against 2,871 at 12.5% uncapped on SST); a GPU likely wants larger batches (not measured here).
     eval_max_tokens: int = 1024
     lr: float = 5e-5
     weight_decay: float = 0.0
