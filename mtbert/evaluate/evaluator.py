@@ -46,7 +46,8 @@ def predict_features(model: MultitaskModel, features: TaskFeatures, batch_size: 
 
 
 def evaluate_split(model: MultitaskModel, features_by_task: dict[str, TaskFeatures], batch_size: int,
-                   precision: Precision, max_tokens: int = TrainConfig.eval_max_tokens) -> tuple[dict[str, float], dict[str, TaskPredictions]]:
+                   precision: Precision, max_tokens: int = TrainConfig.eval_max_tokens
+                   ) -> tuple[dict[str, float], dict[str, TaskPredictions]]:
     """Metrics of every task on one labelled split, plus the composite over them."""
     metrics: dict[str, float] = {}
     predictions: dict[str, TaskPredictions] = {}

@@ -99,9 +99,7 @@ class World:
             return
         grads = [p.grad for p in parameters if p.grad is not None]
         if grads:
-            flat = torch.cat([g.reshape(-1).float() for g in grads])
-            dist.all_reduce(flat)
-            flat /= self.size
+            flat = self.average(torch.cat([g.reshape(-1).float() for g in grads]))
             offset = 0
             for g in grads:
                 g.copy_(flat[offset: offset + g.numel()].view_as(g))

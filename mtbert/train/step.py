@@ -39,10 +39,12 @@ class StepRunner:
         self.seed = seed
 
     # ----- pieces -------------------------------------------------------------------------
+    def _batch(self, task: str, indices: list[int]) -> Batch:
+        return collate(self.features(task), indices, self.model.tokenizer.pad_token_id).to(self.precision.device)
+
     def task_loss(self, task: str, indices: list[int], regularized: bool = True) -> tuple[torch.Tensor, Batch]:
         """The weighted loss of one task batch (without SMART's regulariser when not ``regularized``)."""
-        features = self.features(task)
-        batch = collate(features, indices, self.model.tokenizer.pad_token_id).to(self.precision.device)
+        batch = self._batch(task, indices)
         objective = self.objectives[task] if regularized else self.objectives[task].plain
         with self.precision.autocast():
             loss = objective(self.model, batch)
@@ -56,8 +58,7 @@ class StepRunner:
             return loss, batch, batch.size
         local = self.world.shard(indices)
         count = len(local)
-        features = self.features(task)
-        batch = collate(features, local or list(indices[:1]), self.model.tokenizer.pad_token_id).to(self.precision.device)
+        batch = self._batch(task, local or list(indices[:1]))
         with self.precision.autocast():
             loss = self.data_parallel(task, batch).float()
         return self.world.global_loss(loss, count, len(indices)), batch, count

@@ -154,11 +154,14 @@ class Trainer:
         return self.runner.run(step, self.step)
 
     # ----- checkpoints --------------------------------------------------------------------
+    def counted_totals(self) -> dict[str, int]:
+        """Examples and tokens seen, summed over the ranks (a collective: every rank calls it)."""
+        return {k: int(v) for k, v in self.world.sum({k: self.counters[k] for k in COUNTED}).items()}
+
     def save_state(self) -> None:
         """Every rank calls this (it gathers their random states); rank 0 writes the file."""
         rng, rank_rng = rng_states(), self.world.rank_rng_states()
-        totals = self.world.sum({k: self.counters[k] for k in COUNTED})
-        counters = {**self.counters, **{k: int(v) for k, v in totals.items()}}  # the totals over all ranks
+        counters = {**self.counters, **self.counted_totals()}
         if not self.world.is_main:
             return
         state = {
@@ -332,8 +335,7 @@ class Trainer:
     def finish(self) -> dict:
         """Rank 0 writes predictions and results.json and returns the results (counters summed over the
         ranks); other ranks return their rank, steps and the summed examples."""
-        totals = self.world.sum({k: self.counters[k] for k in COUNTED})
-        self.counters.update({k: int(v) for k, v in totals.items()})
+        self.counters.update(self.counted_totals())
         if not self.world.is_main:
             self.world.barrier()
             return {"rank": self.world.rank, "steps": self.step, "examples_seen": self.counters["examples"]}
