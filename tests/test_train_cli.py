@@ -124,6 +124,31 @@ def test_max_steps_stops_early_and_still_evaluates(tmp_path, tiny_checkpoint, da
     assert results["steps"] == 4 and results["best"]["step"] == 4
 
 
+def test_dev_files_come_from_the_best_evaluation_and_match_the_saved_model(tmp_path, tiny_checkpoint, data_dir,
+                                                                            monkeypatch):
+    """The finish writes dev files from the best evaluation's outputs (only test splits run again), and
+    they are what the saved best model predicts."""
+    import mtbert.train.trainer as trainer_module
+    from mtbert.evaluate import predict_features
+    from mtbert.evaluate.predictions import format_value
+
+    config = load_config("recipes/multitask-base.yaml", tiny_overrides(tiny_checkpoint, data_dir))
+    finished = []
+    monkeypatch.setattr(trainer_module, "predict_features",
+                        lambda model, features, *args: finished.append(features) or predict_features(model, features, *args))
+    trainer = Trainer(config, tmp_path / "run")
+    trainer.train()
+    assert sorted((f.spec.name, len(f)) for f in finished) == sorted(
+        (task, len(splits.get("test"))) for task, splits in trainer.data.items())
+    best = MultitaskModel.from_pretrained(tmp_path / "run" / "best")
+    for task, splits in trainer.data.items():
+        spec = splits.get("dev").spec
+        again = predict_features(best, splits.get("dev"), config.train.eval_batch_size, trainer.precision,
+                                 config.train.eval_max_tokens)
+        written = read_predictions(tmp_path / "run" / "predictions" / f"{spec.output_prefix}-dev-output.csv")
+        assert written == {i: format_value(spec, p) for i, p in zip(again.ids, again.predictions)}
+
+
 @pytest.mark.parametrize("args,message", [
     (["train"], "needs --config"),
     (["train", "--config", "nope.yaml"], "config file nope.yaml not found"),
