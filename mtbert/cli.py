@@ -88,7 +88,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .evaluate import predict_features, write_predictions
-    from .multitask import featurize
     from .tasks import Example, read_examples
 
     _setup_logging()
@@ -105,7 +104,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise ValueError(f"task {spec.name!r} takes sentence pairs: give one --text-pair per --text")
         pairs = args.text_pair or [None] * len(args.text)
         examples = [Example(str(i), (t,) if p is None else (t, p), None, 0) for i, (t, p) in enumerate(zip(args.text, pairs))]
-    features = featurize(model.tokenizer, spec, examples, model.encoding(spec.name), model.max_length)
+    features = model.featurize(spec.name, examples)
     result = predict_features(model, features, args.batch_size, precision, args.max_tokens)
     if args.output:
         write_predictions(Path(args.output), spec, result.ids, result.predictions)

@@ -27,6 +27,8 @@ class HeadConfig:
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # the head's own, e.g. {product: true}
     loss: str = ""            # "" = the kind's default (cross_entropy, bce, mse); "a+b" adds two losses
     loss_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # per loss name
+    pair_order: str = "fixed" # pair tasks: fixed (as in the file) | random (train on each pair in a random
+                              #   order per epoch) | both (random, and predict the mean over both orders)
 
 
 @dataclasses.dataclass

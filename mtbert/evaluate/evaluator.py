@@ -28,10 +28,10 @@ class TaskPredictions:
 
 
 @torch.no_grad()
-def predict_features(model: MultitaskModel, features: TaskFeatures, batch_size: int,
-                     precision: Precision, max_tokens: int = TrainConfig.eval_max_tokens) -> TaskPredictions:
+def head_outputs(model: MultitaskModel, features: TaskFeatures, batch_size: int, precision: Precision,
+                 max_tokens: int = TrainConfig.eval_max_tokens) -> torch.Tensor:
+    """The head's raw outputs for every example, in example order (fp32, on the CPU)."""
     model.eval()
-    spec = features.spec
     outputs: list[Optional[torch.Tensor]] = [None] * len(features)
     for indices in sorted_batches(features.lengths, batch_size, max_tokens):
         batch = collate(features, indices, model.tokenizer.pad_token_id).to(precision.device)
@@ -39,7 +39,18 @@ def predict_features(model: MultitaskModel, features: TaskFeatures, batch_size: 
             result = model(batch).scores.float().cpu()
         for row, index in enumerate(indices):
             outputs[index] = result[row]
-    stacked = torch.stack(outputs) if outputs else torch.empty(0)
+    return torch.stack(outputs) if outputs else torch.empty(0)
+
+
+def predict_features(model: MultitaskModel, features: TaskFeatures, batch_size: int,
+                     precision: Precision, max_tokens: int = TrainConfig.eval_max_tokens) -> TaskPredictions:
+    """Predictions for one task split. A task with pair order ``both`` gets the mean of the head's
+    outputs (logits or scores) over the pairs as given and swapped."""
+    spec = features.spec
+    stacked = head_outputs(model, features, batch_size, precision, max_tokens)
+    if model.pair_order(spec.name) == "both" and len(features):
+        swapped = features.oriented([True] * len(features))
+        stacked = (stacked + head_outputs(model, swapped, batch_size, precision, max_tokens)) / 2
     predictions = predictions_from_outputs(stacked, spec).tolist() if len(stacked) else []
     labels = features.labels.tolist() if features.labels is not None else None
     return TaskPredictions(spec.name, [e.id for e in features.examples], predictions, labels, stacked)

@@ -3,6 +3,10 @@
 Each example becomes one segment (``joint`` encoding: a sentence, or a pair in one input) or one
 segment per sentence (``separate`` encoding, for Siamese heads). Batches are padded to their own
 longest segment, never to a fixed length.
+
+Pair tasks whose sentence order carries no meaning (Quora: is b a duplicate of a) can also keep each
+pair in the other order (``swapped``): training then shows each pair in a random order, and
+prediction can average both orders (see ``MultitaskModel.pair_order``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class TaskFeatures:
     examples: list[Example]
     segments: list[list[Segment]]      # per example, one (joint) or two (separate) segments
     labels: Optional[torch.Tensor]      # None for unlabelled (test) data
+    swapped: Optional[list[list[Segment]]] = None  # per example, the pair in the other order (or None)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -33,6 +38,15 @@ class TaskFeatures:
     def lengths(self) -> list[int]:
         """Tokens per example after padding its segments to a common length (what a batch pays for)."""
         return [max(len(ids) for ids, _ in parts) * len(parts) for parts in self.segments]
+
+    def oriented(self, swap: Sequence[bool]) -> "TaskFeatures":
+        """The same examples, each pair in the other order where ``swap`` says so (labels unchanged)."""
+        if self.swapped is None:
+            raise ValueError(f"{self.spec.name}: these features hold one order of each pair only")
+        if len(swap) != len(self):
+            raise ValueError(f"{self.spec.name}: {len(swap)} order flags for {len(self)} examples")
+        segments = [other if flip else own for own, other, flip in zip(self.segments, self.swapped, swap)]
+        return dataclasses.replace(self, segments=segments, swapped=None)
 
 
 @dataclasses.dataclass
@@ -65,26 +79,35 @@ class Batch:
         )
 
 
-def featurize(tokenizer: BertTokenizer, spec: TaskSpec, examples: Sequence[Example], encoding: str,
-              max_length: int) -> TaskFeatures:
-    """Tokenize every example of one task split once, up front."""
-    examples = list(examples)
+def _segments(tokenizer: BertTokenizer, spec: TaskSpec, examples: list[Example], encoding: str,
+              max_length: int, columns: Sequence[int]) -> list[list[Segment]]:
+    """Each example's segments, its texts taken in the order of ``columns``."""
     if encoding == "joint":
-        pairs = [e.texts[1] for e in examples] if spec.is_pair else None
-        encoded = tokenizer.encode_ids([e.texts[0] for e in examples], pairs, max_length)
-        segments = [[s] for s in encoded]
-    elif encoding == "separate":
-        columns = [tokenizer.encode_ids([e.texts[i] for e in examples], None, max_length)
-                   for i in range(len(spec.text_columns))]
-        segments = [list(parts) for parts in zip(*columns)]
-    else:
-        raise ValueError(f"unknown encoding {encoding!r}")
+        pairs = [e.texts[columns[1]] for e in examples] if spec.is_pair else None
+        encoded = tokenizer.encode_ids([e.texts[columns[0]] for e in examples], pairs, max_length)
+        return [[s] for s in encoded]
+    if encoding == "separate":
+        encoded = [tokenizer.encode_ids([e.texts[i] for e in examples], None, max_length) for i in columns]
+        return [list(parts) for parts in zip(*encoded)]
+    raise ValueError(f"unknown encoding {encoding!r}")
+
+
+def featurize(tokenizer: BertTokenizer, spec: TaskSpec, examples: Sequence[Example], encoding: str,
+              max_length: int, both_orders: bool = False) -> TaskFeatures:
+    """Tokenize every example of one task split once, up front; with ``both_orders`` (pair tasks),
+    each pair in the other order too."""
+    examples = list(examples)
+    if both_orders and not spec.is_pair:
+        raise ValueError(f"{spec.name}: one text per example, no sentence order to swap")
+    columns = list(range(len(spec.text_columns)))
+    segments = _segments(tokenizer, spec, examples, encoding, max_length, columns)
+    swapped = _segments(tokenizer, spec, examples, encoding, max_length, columns[::-1]) if both_orders else None
     labelled = bool(examples) and all(e.label is not None for e in examples)
     labels = None
     if labelled:
         dtype = torch.long if spec.kind == "classification" else torch.float32
         labels = torch.tensor([e.label for e in examples], dtype=dtype)
-    return TaskFeatures(spec, examples, segments, labels)
+    return TaskFeatures(spec, examples, segments, labels, swapped)
 
 
 def collate(features: TaskFeatures, indices: Sequence[int], pad_id: int = 0) -> Batch:

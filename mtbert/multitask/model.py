@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -22,13 +22,25 @@ from ..bert import BertModel, BertTokenizer, CheckpointError, EncoderOutput
 from ..peft import ActiveTask, build_peft_method
 from ..peft.delta import (DELTA_FILE, Changes, apply_delta, base_fingerprint, base_reference, load_delta,
                           save_delta)
-from ..tasks import HeadContext, HeadOutput, SharedLayers, TaskSpec, build_head, default_head_name
-from .features import Batch
+from ..tasks import Example, HeadContext, HeadOutput, SharedLayers, TaskSpec, build_head, default_head_name
+from .features import Batch, TaskFeatures, featurize
 
 MODEL_FORMAT = 3  # 3: "peft." keys in heads.safetensors, "peft" and "base" in mtbert.json (delta models)
 READABLE_FORMATS = (2, 3)  # 2: heads.safetensors holds "heads." and "shared." keys
 FREEZE_MODES = ("none", "encoder", "embeddings")
+# How a pair task's sentence order is treated: as in the file; a random order per example each epoch
+# in training (the task does not depend on the order, so this is free extra data); or that, and
+# predictions that average the head's outputs over both orders (twice the prediction work).
+PAIR_ORDERS = ("fixed", "random", "both")
 SAVE_MODES = ("auto", "full", "delta")
+
+
+def check_pair_order(spec: TaskSpec, order: str) -> str:
+    if order not in PAIR_ORDERS:
+        raise ValueError(f"task {spec.name!r}: pair_order must be one of {', '.join(PAIR_ORDERS)}, not {order!r}")
+    if order != "fixed" and not spec.is_pair:
+        raise ValueError(f"task {spec.name!r}: pair_order {order!r} needs a sentence-pair task; it has one text")
+    return order
 
 
 def split_output(output: EncoderOutput, parts: int) -> list[EncoderOutput]:
@@ -64,12 +76,15 @@ class MultitaskModel(nn.Module):
         context = HeadContext(encoder.config, self.shared)
         self.head_settings: dict[str, dict] = {}
         self.heads = nn.ModuleDict()
+        self.pair_orders: dict[str, str] = {}
         for spec in specs:
             settings = dict((head_settings or {}).get(spec.name, {}))
             name = settings.pop("type", "") or default_head_name(spec)
+            self.pair_orders[spec.name] = check_pair_order(spec, settings.pop("pair_order", "fixed"))
             head = build_head(name, spec, context, **settings)
             self.heads[spec.name] = head
-            self.head_settings[spec.name] = {"type": name, **head.options()}
+            self.head_settings[spec.name] = {"type": name, **head.options(),
+                                             "pair_order": self.pair_orders[spec.name]}
         self.active_task = ActiveTask()
         self.peft = nn.ModuleDict()
         for name, options in (peft or {}).items():
@@ -85,6 +100,15 @@ class MultitaskModel(nn.Module):
 
     def encoding(self, task: str) -> str:
         return self.heads[task].encoding
+
+    def pair_order(self, task: str) -> str:
+        return self.pair_orders[task]
+
+    def featurize(self, task: str, examples: Sequence[Example]) -> TaskFeatures:
+        """Tokenize examples of one of the model's tasks the way its head reads them (both orders of
+        each pair when the task's pair order is not fixed)."""
+        return featurize(self.tokenizer, self.specs[task], examples, self.encoding(task), self.max_length,
+                         both_orders=self.pair_order(task) != "fixed")
 
     def encode(self, batch: Batch, embedding_output: Optional[torch.Tensor] = None, task: Optional[str] = None
                ) -> tuple[list[EncoderOutput], tuple[torch.Tensor, ...]]:

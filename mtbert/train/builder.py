@@ -50,7 +50,7 @@ def new_model(config: ExperimentConfig) -> MultitaskModel:
         head = config.model.heads.get(spec.name)
         if head is not None:
             settings[spec.name] = {"type": head.type, "pooling": head.pooling, "dropout": head.dropout,
-                                   **head.options}
+                                   "pair_order": head.pair_order, **head.options}
     unknown = sorted(set(config.model.heads) - {s.name for s in specs})
     if unknown:
         raise ValueError(f"model.heads names task(s) not in data.tasks: {', '.join(unknown)}")

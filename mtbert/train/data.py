@@ -76,7 +76,7 @@ def load_task_splits(model: MultitaskModel, data_dir: Path, limit: Optional[int]
                 examples = shrink_examples(examples, shrink, seed)
                 log.info("%s train: kept %d of %d examples (shrink factor %d)", name, len(examples),
                          len(read.examples), shrink)
-            features[split] = featurize(model.tokenizer, spec, examples, model.encoding(name), model.max_length)
+            features[split] = model.featurize(name, examples)
         result[name] = TaskSplits(spec, features, skipped)
     return result
 

@@ -32,8 +32,8 @@ from tqdm.auto import tqdm
 from ..config import ExperimentConfig
 from ..evaluate import (TaskPredictions, analysis_file, evaluate_split, predict_features, prediction_file_name,
                         write_analysis, write_predictions)
-from ..multitask import (MultitaskModel, Plan, build_balancer, build_schedule, build_surgery, bucketed_batches,
-                         plan_counts, random_batches)
+from ..multitask import (MultitaskModel, Plan, TaskFeatures, build_balancer, build_schedule, build_surgery,
+                         bucketed_batches, plan_counts, random_batches)
 from .builder import build_augmentations, build_model, build_optimizer, penalty_terms, task_objectives
 from ..precision import resolve_device, resolve_precision
 from .distributed import current_world, init_world, threads_per_process, wrap_for_data_parallel
@@ -50,6 +50,7 @@ from .state import STATE_FILE, atomic_torch_save, load_training_state, restore_r
 
 log = logging.getLogger("mtbert")
 Callback = Callable[["Trainer"], None]
+PAIR_ORDER_SEED = 7_919_000_000  # keeps the pair-order draws apart from the plan's generator
 COUNTED = ("examples", "real_tokens", "padded_tokens")  # per rank; summed over ranks when reported
 
 
@@ -119,6 +120,7 @@ class Trainer:
         self.epoch = 0
         self.position = 0
         self.best_score = -math.inf
+        self.epoch_train: dict[str, TaskFeatures] = {}  # this epoch's training pairs in their drawn order
         self.best_dev: dict[str, TaskPredictions] = {}  # the best evaluation's outputs, reused for its dev files
         self.epoch_loss = [0.0, 0]  # sum and count of finite losses this epoch, saved so resume logs the same
         if self.world.distributed:
@@ -127,7 +129,7 @@ class Trainer:
             self.model, self.objectives, self.penalties, self.balancer,
             build_surgery(train.surgery, train.surgery_options), train.step_mode, self.optimizer,
             self.lr_scheduler, self.scaler, self.precision, train.max_grad_norm,
-            lambda task: self.data[task].get("train"), self.counters,
+            self.train_features, self.counters,
             after_update=(lambda: self.smart.after_update(self.model)) if self.smart is not None else None,
             world=self.world, seed=train.seed)
 
@@ -149,6 +151,22 @@ class Trainer:
             else:
                 task_batches[task] = random_batches(len(features), batch_sizes[task], generator)
         return self.schedule.plan(task_batches, generator)
+
+    def orient_pairs(self, epoch: int) -> None:
+        """Draw the epoch's order of every training pair of the tasks whose pair order is not fixed: a
+        pure function of seed and epoch, like the plan, so a resumed epoch sees the same pairs."""
+        generator = torch.Generator().manual_seed(PAIR_ORDER_SEED + self.config.train.seed * 100_003 + epoch)
+        self.epoch_train = {}
+        for task in self.train_tasks:
+            if self.model.pair_orders.get(task, "fixed") != "fixed":
+                features = self.data[task].get("train")
+                swap = (torch.rand(len(features), generator=generator) < 0.5).tolist()
+                self.epoch_train[task] = features.oriented(swap)
+
+    def train_features(self, task: str) -> TaskFeatures:
+        """A task's training features as this epoch shows them."""
+        features = self.epoch_train.get(task)
+        return features if features is not None else self.data[task].get("train")
 
     def train_step(self, step) -> float:
         """One plan step (one or more task batches); returns the sum of its tasks' losses."""
@@ -290,6 +308,7 @@ class Trainer:
     def _run_epoch(self) -> bool:
         """One epoch from the saved position. False when stopped by a request (Ctrl-C)."""
         plan = self.epoch_plan(self.epoch)
+        self.orient_pairs(self.epoch)
         counts = plan_counts(plan, self.train_tasks)
         log.info("epoch %d (%s schedule): %d steps; examples per task: %s", self.epoch + 1,
                  self.config.train.schedule, len(plan), ", ".join(f"{t} {n}" for t, n in counts.items() if n))
