@@ -1,6 +1,9 @@
 """The main job, measured: run recipes/quickstart.yaml from scratch and print the README results table.
 
-    python benchmarks/quickstart.py [--set key=value ...] [--output-dir runs/quickstart-bench]
+    python benchmarks/quickstart.py [--set key=value ...] [--output-dir runs/quickstart-bench] [--name quickstart]
+
+A variant (``--set``) saves under its own ``--name`` (benchmarks/results/NAME.json), so the recipe's
+own result stays.
 
 Wall time covers everything a user waits for: loading, tokenizing, training, dev evaluation each
 epoch, and writing the dev and test prediction files. The reference row is quoted, not measured here:
@@ -23,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--output-dir", default="runs/quickstart-bench")
+    parser.add_argument("--name", default="quickstart", help="results file name (benchmarks/results/NAME.json)")
     args = parser.parse_args()
     trainer, results, wall = run_recipe(RECIPE, args.set, args.output_dir)
     config = trainer.config
@@ -43,7 +47,7 @@ def main() -> None:
           f"{config.train.epochs} epoch(s), {results['steps']} steps, {results['train_tokens_per_second']:.0f} "
           f"training tokens/s\n")
     print(table)
-    save("quickstart", {"machine": info, "config": config.to_dict(), "results": results, "wall_seconds": wall,
+    save(args.name, {"machine": info, "config": config.to_dict(), "results": results, "wall_seconds": wall,
                         "table": table, "reference": REFERENCE})
 
 
