@@ -25,12 +25,20 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto``: CUDA when present (the process's own GPU under torchrun), else CPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
         raise ValueError(f"train.device={name} but CUDA is not available on this machine")
+    count = torch.cuda.device_count()
+    if device.index is None and local_rank >= count:
+        raise ValueError(f"this process (LOCAL_RANK={local_rank}) would train on GPU {local_rank}, but this machine "
+                         f"has {count} GPU(s): start at most {count} process(es) per node (torchrun "
+                         f"--nproc_per_node={count}), or set train.device=cpu")
+    if device.index is not None and device.index >= count:
+        raise ValueError(f"train.device={name} but this machine has {count} GPU(s) (cuda:0 to cuda:{count - 1})")
+    device = torch.device("cuda", local_rank if device.index is None else device.index)
+    torch.cuda.set_device(device)
     return device
 
 

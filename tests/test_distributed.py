@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, strategies as st
 
 from mtbert.config import load_config
+from mtbert.precision import resolve_device
 from mtbert.train import Trainer
 from mtbert.train.distributed import World
 from conftest import dropout_free_heads
@@ -33,6 +34,24 @@ def test_shards_of_a_batch_cover_it_exactly_once(indices, size):
     shards = [World(rank=r, size=size).shard(indices) for r in range(size)]
     assert sorted(i for shard in shards for i in shard) == sorted(indices)
     assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+@pytest.fixture
+def one_gpu(monkeypatch):
+    """A machine that reports one CUDA device (nothing runs on it: only the device choice is checked)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+
+
+def test_each_process_takes_its_own_gpu_and_too_many_processes_are_named(one_gpu):
+    assert resolve_device("auto", local_rank=0) == torch.device("cuda", 0)
+    assert resolve_device("cuda", local_rank=0) == torch.device("cuda", 0)
+    with pytest.raises(ValueError, match=r"LOCAL_RANK=1.*has 1 GPU.*--nproc_per_node=1.*train.device=cpu"):
+        resolve_device("auto", local_rank=1)
+    with pytest.raises(ValueError, match=r"train.device=cuda:2 but this machine has 1 GPU"):
+        resolve_device("cuda:2")
+    assert resolve_device("cpu", local_rank=1) == torch.device("cpu")
 
 
 def test_one_process_world_leaves_losses_and_gradients_alone():

@@ -55,7 +55,9 @@ class CAGrad(GradientSurgery):
 
     def __call__(self, grads: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         count = len(grads)
-        gram = (grads @ grads.T).double()  # the k-dim problem in float64; the gradients stay as they are
+        # The k-dim problem in float64 on the CPU (a few hundred tiny steps; on a GPU each would be a
+        # launch); the gradients stay where and as they are.
+        gram = (grads @ grads.T).double().cpu()
         g0_norm = (gram.mean() + 1e-20).sqrt()  # ‖g0‖² = mean of the Gram matrix
         sqrt_phi = self.c * g0_norm
         logits = torch.zeros(count, dtype=torch.float64, requires_grad=True)
@@ -67,7 +69,7 @@ class CAGrad(GradientSurgery):
             objective.backward()
             optimizer.step()
         w = torch.softmax(logits.detach(), 0)
-        gw = w.to(grads.dtype) @ grads
+        gw = w.to(grads.device, grads.dtype) @ grads
         g0 = grads.mean(0)
         direction = g0 + float(sqrt_phi) / (float(gw.norm()) + 1e-20) * gw
         return count * direction / (1 + self.c ** 2)
