@@ -147,8 +147,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import TrainConfig
-
     parser = argparse.ArgumentParser(prog="mtbert", description="Multitask fine-tuning of BERT encoders.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -172,8 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--device", default="auto")
         command.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
         command.add_argument("--batch-size", type=int, default=128, help="most examples per batch")
-        command.add_argument("--max-tokens", type=int, default=TrainConfig.eval_max_tokens,
-                             help="most padded tokens per batch (0: no cap)")
+        command.add_argument("--max-tokens", type=int, default=None,
+                             help="most padded tokens per batch (0: no cap; default 1024 on CPU, no cap on a GPU)")
         command.set_defaults(handler=handler)
         if name == "evaluate":
             command.add_argument("--data-dir", help="directory of the task files (default $MTBERT_DATA_DIR or ./data)")

@@ -92,10 +92,9 @@ class TrainConfig:
     epochs: int = 3
     batch_size: int = 32
     eval_batch_size: int = 128
-    # Most padded tokens per evaluation batch (0: no cap). 1,024 was the fastest of 1,024/2,048/4,096/no cap
-    # for MiniLM on SST and STS dev on the 2-core CPU in a one-off timing (3,263 real tok/s at 3.0% padding
-    # against 2,871 at 12.5% uncapped on SST); a GPU likely wants larger batches (not measured here).
-    eval_max_tokens: int = 1024
+    # Most padded tokens per evaluation batch (0: no cap; null: the device's default, see
+    # mtbert.evaluate.evaluator.default_eval_max_tokens).
+    eval_max_tokens: Optional[int] = None
     lr: float = 5e-5
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
@@ -138,7 +137,7 @@ class TrainConfig:
         for name in ("batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name}: must be 1 or more, got {getattr(self, name)}")
-        if self.eval_max_tokens < 0:
+        if self.eval_max_tokens is not None and self.eval_max_tokens < 0:
             raise ConfigError(f"train.eval_max_tokens: must be 0 (no cap) or more, got {self.eval_max_tokens}")
 
 

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from mtbert import BertModel, BertTokenizer
+from mtbert.config import load_config
 from mtbert.evaluate import evaluate_split, predict_features
+from mtbert.evaluate.evaluator import default_eval_max_tokens
 from mtbert.multitask import MultitaskModel, sorted_batches
 from mtbert.precision import resolve_precision
 from mtbert.tasks import TASKS
@@ -30,3 +32,18 @@ def test_token_capped_batches_give_the_same_predictions_in_the_same_order(tiny_c
     # differences of other batch shapes; the metrics agree to far below what a report shows.
     whole_metrics = evaluate_split(model, dev, 128, precision, 0)[0]
     assert evaluate_split(model, dev, 128, precision, 256)[0] == pytest.approx(whole_metrics, abs=2e-3)
+
+
+def test_the_default_token_cap_is_the_devices(tiny_checkpoint, data_dir):
+    """null (the default) caps CPU batches at 1,024 padded tokens and leaves GPU batches uncapped."""
+    assert default_eval_max_tokens(torch.device("cpu")) == 1024
+    assert default_eval_max_tokens(torch.device("cuda", 0)) == 0
+    assert load_config(None).train.eval_max_tokens is None
+    torch.manual_seed(0)
+    model = MultitaskModel(BertModel.from_pretrained(tiny_checkpoint), BertTokenizer.from_pretrained(tiny_checkpoint),
+                           [TASKS["sst"]], max_length=64).eval()
+    features = labelled_split(load_task_splits(model, data_dir, limit=300, splits=("dev",)), "dev")["sst"]
+    precision = resolve_precision("fp32", torch.device("cpu"))
+    assert len(sorted_batches(features.lengths, 128, 1024)) > len(sorted_batches(features.lengths, 128))
+    default = predict_features(model, features, 128, precision)
+    assert torch.equal(default.outputs, predict_features(model, features, 128, precision, 1024).outputs)

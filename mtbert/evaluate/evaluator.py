@@ -7,7 +7,6 @@ from typing import Optional
 
 import torch
 
-from ..config import TrainConfig
 from ..multitask import MultitaskModel, TaskFeatures, collate, sorted_batches
 from ..tasks import METRICS, composite_score, metric_key, predictions_from_outputs
 from ..precision import Precision
@@ -27,23 +26,42 @@ class TaskPredictions:
         return METRICS[name][0](self.predictions, self.labels)
 
 
+def default_eval_max_tokens(device: torch.device) -> int:
+    """The padded-token cap of an evaluation batch when ``train.eval_max_tokens`` is null.
+
+    CPU: 1,024, the fastest of 1,024/2,048/4,096/no cap for MiniLM on SST and STS dev on the 2-core CPU
+    in a one-off timing (3,263 real tok/s at 3.0% padding against 2,871 at 12.5% uncapped on SST): a CPU
+    pays for every padded token. GPU: no cap; there each batch costs a fixed launch overhead that small
+    batches cannot hide (benchmarks/throughput.py on an H100: README, Speed).
+    """
+    return 0 if device.type == "cuda" else 1024
+
+
 @torch.no_grad()
 def head_outputs(model: MultitaskModel, features: TaskFeatures, batch_size: int, precision: Precision,
-                 max_tokens: int = TrainConfig.eval_max_tokens) -> torch.Tensor:
-    """The head's raw outputs for every example, in example order (fp32, on the CPU)."""
+                 max_tokens: Optional[int] = None) -> torch.Tensor:
+    """The head's raw outputs for every example, in example order (fp32, on the CPU). The batches'
+    outputs stay on the device until the end: one copy back, not one wait per batch."""
     model.eval()
-    outputs: list[Optional[torch.Tensor]] = [None] * len(features)
+    if max_tokens is None:
+        max_tokens = default_eval_max_tokens(precision.device)
+    order: list[int] = []
+    results = []
     for indices in sorted_batches(features.lengths, batch_size, max_tokens):
         batch = collate(features, indices, model.tokenizer.pad_token_id).to(precision.device)
         with precision.autocast():
-            result = model(batch).scores.float().cpu()
-        for row, index in enumerate(indices):
-            outputs[index] = result[row]
-    return torch.stack(outputs) if outputs else torch.empty(0)
+            results.append(model(batch).scores.float())
+        order.extend(indices)
+    if not results:
+        return torch.empty(0)
+    stacked = torch.cat(results).cpu()
+    outputs = torch.empty_like(stacked)
+    outputs[torch.tensor(order)] = stacked
+    return outputs
 
 
 def predict_features(model: MultitaskModel, features: TaskFeatures, batch_size: int,
-                     precision: Precision, max_tokens: int = TrainConfig.eval_max_tokens) -> TaskPredictions:
+                     precision: Precision, max_tokens: Optional[int] = None) -> TaskPredictions:
     """Predictions for one task split. A task with pair order ``both`` gets the mean of the head's
     outputs (logits or scores) over the pairs as given and swapped."""
     spec = features.spec
@@ -57,7 +75,7 @@ def predict_features(model: MultitaskModel, features: TaskFeatures, batch_size: 
 
 
 def evaluate_split(model: MultitaskModel, features_by_task: dict[str, TaskFeatures], batch_size: int,
-                   precision: Precision, max_tokens: int = TrainConfig.eval_max_tokens
+                   precision: Precision, max_tokens: Optional[int] = None
                    ) -> tuple[dict[str, float], dict[str, TaskPredictions]]:
     """Metrics of every task on one labelled split, plus the composite over them."""
     metrics: dict[str, float] = {}

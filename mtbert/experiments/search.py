@@ -32,7 +32,7 @@ from typing import Any, Optional
 
 import yaml
 
-from ..config import ConfigError, ExperimentConfig, build_dataclass, load_config, read_yaml_mapping
+from ..config import ConfigError, build_dataclass, load_config, read_yaml_mapping
 
 log = logging.getLogger("mtbert")
 SAMPLERS = ("tpe", "random", "grid")
