@@ -88,7 +88,7 @@ def test_two_workers_share_one_sqlite_study(tmp_path, tiny_checkpoint, data_dir)
     path = search_file(tmp_path, tiny_checkpoint, data_dir, trials=2)
     output = tmp_path / "shared"
     command = [sys.executable, "-m", "mtbert.cli", "search", "--config", str(path), "--output-dir", str(output)]
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     workers = [subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for worker in workers:

@@ -41,7 +41,8 @@ def test_rich_heads_losses_and_penalty_train_save_and_evaluate(tmp_path, tiny_ch
     assert "shared.relational_pairs.0.weight" in stored and "shared.sentence.0.weight" in stored
     assert "heads.sst.layer.attention.qkv.weight" in stored
     capsys.readouterr()
-    assert main(["evaluate", "--model", str(run / "best"), "--data-dir", str(data_dir), "--limit", "24"]) == 0
+    assert main(["evaluate", "--model", str(run / "best"), "--data-dir", str(data_dir), "--limit", "24",
+                 "--device", "cpu"]) == 0  # the run trained on the CPU; test_cuda compares devices
     printed = json.loads(capsys.readouterr().out)
     best = json.loads((run / "results.json").read_text())["best"]
     assert printed["composite"] == pytest.approx(best["composite"], abs=1e-6)

@@ -15,7 +15,8 @@ from mtbert.cli import main
 def test_sigint_saves_a_checkpoint_and_resume_finishes(tmp_path, tiny_checkpoint, data_dir):
     run = tmp_path / "run"
     sets = {"model.name": tiny_checkpoint, "data.dir": data_dir, "data.limit": 16, "train.epochs": 12,
-            "train.batch_size": 8, "train.progress": "false", "model.max_length": 32}
+            "train.batch_size": 8, "train.progress": "false", "model.max_length": 32,
+            "train.device": "cpu"}  # a GPU could finish all 12 epochs before the signal lands
     command = [sys.executable, "-m", "mtbert.cli", "train", "--config", "recipes/multitask-base.yaml",
                "--output-dir", str(run)]
     for key, value in sets.items():

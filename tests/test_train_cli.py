@@ -19,7 +19,10 @@ PREDICTION_FILES = ["sst-dev-output.csv", "sst-test-output.csv", "para-dev-outpu
 
 
 def tiny_overrides(checkpoint, data_dir, **extra):
+    """A small run of the tiny encoder on the CPU: its checks (bit-identical resume, fp32 sums) are the
+    CPU's; tests/test_cuda.py asks for the GPU itself."""
     values = {"model.name": str(checkpoint), "data.dir": str(data_dir), "data.limit": 24, "train.epochs": 2,
+              "train.device": "cpu",
               "train.batch_size": 8, "train.lr": 1e-3, "train.progress": False, "train.checkpoint_every": 3,
               "model.max_length": 64, **extra}
     return [f"{k}={v}" for k, v in values.items()]
@@ -77,7 +80,8 @@ def test_predict_text_and_evaluate_commands(trained_run, data_dir, capsys):
                  "--text", "A dog runs.", "--text-pair", "A dog is running."]) == 0
     line = json.loads(capsys.readouterr().out.strip())
     assert 0.0 <= line["prediction"] <= 5.0 and line["texts"] == ["A dog runs.", "A dog is running."]
-    assert main(["evaluate", "--model", str(trained_run / "best"), "--data-dir", str(data_dir), "--limit", "24"]) == 0
+    assert main(["evaluate", "--model", str(trained_run / "best"), "--data-dir", str(data_dir), "--limit", "24",
+                 "--device", "cpu"]) == 0  # the run trained on the CPU; test_cuda compares devices
     printed = json.loads(capsys.readouterr().out)
     best = json.loads((trained_run / "results.json").read_text())["best"]
     for key in ("sst_acc", "quora_acc", "sts_pearson", "composite"):
