@@ -3,6 +3,7 @@ transformers driven by a plain loop, on the real SST/Quora/STS data, in one run.
 
     python benchmarks/throughput.py [--models all-MiniLM-L6-v2,bert-base] [--steps 40] [--base-steps 8]
                                     [--eval-examples 0] [--base-eval-examples 0] [--device cpu]
+                                    [--set KEY=VALUE ...] [--name throughput_cuda_compile]
 
 Training, ours: the steps of recipes/multitask-base.yaml's first epoch as `mtbert train` runs them
 (length-bucketed batches of 32, shuffled task order, our encoder and AdamW, clipping, LR schedule).
@@ -10,8 +11,8 @@ Training, theirs: transformers.BertModel with the same weights, a linear head pe
 output, torch.optim.AdamW, clipping; batches of 32 drawn at random and padded to their longest example
 (what a DataLoader with DataCollatorWithPadding gives), the same task for each step as ours.
 Inference: ours predicts each dev set as `mtbert evaluate` does, in length-sorted batches of at most 128
-examples and 1,024 padded tokens (train.eval_batch_size, train.eval_max_tokens); theirs runs the dev file
-in order in batches of 128. Whole dev sets for both models by default. Both see the same examples, tokenized by the same WordPiece tokenizer.
+examples and (on CPU) 1,024 padded tokens (train.eval_batch_size, train.eval_max_tokens; no token cap on a
+GPU); theirs runs the dev file in order in batches of 128. Whole dev sets for both models by default. Both see the same examples, tokenized by the same WordPiece tokenizer.
 
 Tokens/s count real (non-padding) tokens, the work a user asked for. MFU = the model FLOPs those real
 tokens need (matrix products, attention at each sequence's own length; x3 for training) per second over
@@ -38,6 +39,7 @@ from mtbert.bert.checkpoint import embedded_model_path
 from mtbert.bert.model import count_flops_per_token
 from mtbert.config import load_config
 from mtbert.evaluate import predict_features
+from mtbert.evaluate.evaluator import default_eval_max_tokens
 from mtbert.multitask import collate, padding_share, random_batches, sorted_batches
 from mtbert.multitask.batching import bucketed_batches
 from mtbert.train import Trainer
@@ -155,6 +157,8 @@ def time_plain_training(trainer: Trainer, path: str, tasks: list[str], warmup: i
 def time_inference(trainer: Trainer, path: str) -> dict:
     dev = {task: splits.get("dev") for task, splits in trainer.data.items()}
     size, max_tokens = trainer.config.train.eval_batch_size, trainer.config.train.eval_max_tokens
+    if max_tokens is None:
+        max_tokens = default_eval_max_tokens(trainer.device)
     batches = {task: [collate(f, b) for b in sorted_batches(f.lengths, size, max_tokens)] for task, f in dev.items()}
     in_order = {task: [collate(f, range(i, min(i + size, len(f)))) for i in range(0, len(f), size)]
                 for task, f in dev.items()}
@@ -203,13 +207,14 @@ def measure_model(name: str, args, scratch: Path) -> dict:
     examples = args.eval_examples if name != "bert-base" else args.base_eval_examples
     config = load_config(BASE_RECIPE, [f"model.name={path}", "train.progress=false", "train.tensorboard=false",
                                        "train.checkpoint_every=0", f"train.device={args.device}",
-                                       f"data.eval_limit={examples or 'null'}"])
+                                       f"data.eval_limit={examples or 'null'}", *args.set])
     trainer = Trainer(config, scratch / f"run-{name}")
     peak = matmul_peak(trainer.precision.dtype or torch.float32, trainer.device)
     steps = args.steps if name != "bert-base" else args.base_steps
     ours_train = time_ours_training(trainer, steps, args.warmup)
     theirs_train = time_plain_training(trainer, path, ours_train.pop("tasks"), args.warmup)
-    record = {"model": name, "precision": trainer.precision.name, "peak_tflops": peak / 1e12, "steps": steps,
+    record = {"model": name, "overrides": args.set, "precision": trainer.precision.name,
+              "peak_tflops": peak / 1e12, "steps": steps,
               "eval_examples_per_task": examples or "all",
               "train": {"ours": ours_train, "transformers": theirs_train}, "inference": time_inference(trainer, path),
               "epoch_padding": epoch_padding(trainer)}
@@ -254,6 +259,8 @@ def main() -> None:
     parser.add_argument("--eval-examples", type=int, default=0, help="dev examples per task for inference (0: all)")
     parser.add_argument("--base-eval-examples", type=int, default=0, help="the same for bert-base")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--set", action="append", default=[], help="a config override for our trainer (repeatable)")
+    parser.add_argument("--name", help="results file name (default throughput_<device type>)")
     args = parser.parse_args()
     device = torch.device(args.device)
     scratch = Path(tempfile.mkdtemp(prefix="mtbert-throughput-"))
@@ -261,7 +268,8 @@ def main() -> None:
         measured_now = [measure_model(name, args, scratch) for name in args.models.split(",")]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    previous = RESULTS / f"throughput_{device.type}.json"
+    name = args.name or f"throughput_{device.type}"
+    previous = RESULTS / f"{name}.json"
     kept = [r for r in (json.loads(previous.read_text())["results"] if previous.exists() else [])
             if r["model"] not in {m["model"] for m in measured_now}]
     records = sorted(kept + measured_now, key=lambda r: r["model"] == "bert-base")
@@ -269,7 +277,7 @@ def main() -> None:
     table, epoch_table = tables(records)
     print(f"\nMachine: {info['device']}; torch {info['torch']}; peak {records[0]['peak_tflops']:.3f} TFLOP/s\n")
     print(table, "\n", epoch_table, sep="\n")
-    save(f"throughput_{device.type}", {"machine": info, "results": records, "table": table, "epoch_table": epoch_table})
+    save(name, {"machine": info, "results": records, "table": table, "epoch_table": epoch_table})
 
 
 if __name__ == "__main__":
