@@ -18,6 +18,7 @@ Run directory layout (what scripts may rely on):
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -304,6 +305,16 @@ class Trainer:
             return self.finish()
         finally:
             self.run_log.close()
+            self.release_data_parallel()
+
+    def release_data_parallel(self) -> None:
+        """Drop the DistributedDataParallel wrapper once training is over. Its reducer holds the process
+        group; a group still held after destroy_process_group is torn down only in interpreter
+        finalization, where gloo's threads can abort the process (SIGABRT after a finished run, seen in
+        CI). Freed here, while the interpreter is alive, the group goes with destroy_process_group."""
+        if self.runner.data_parallel is not None:
+            self.runner.data_parallel = None
+            gc.collect()  # DDP's hooks make reference cycles: free it now, not at some later collection
 
     def _run_epoch(self) -> bool:
         """One epoch from the saved position. False when stopped by a request (Ctrl-C)."""
