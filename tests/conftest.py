@@ -58,3 +58,12 @@ def dropout_free_checkpoint(tmp_path_factory, tiny_checkpoint) -> Path:
 
 def dropout_free_heads() -> dict:
     return {f"model.heads.{task}.dropout": 0 for task in ("sst", "quora", "sts")}
+
+
+def stop_at(step: int):
+    """A trainer callback that asks the run to stop after ``step``, as Ctrl-C does (the stop lands at
+    the end of that step, then a checkpoint is written)."""
+    def callback(trainer) -> None:
+        if trainer.step == step:
+            trainer.stop.requested = True
+    return callback

@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, stop_at
 from test_train_cli import tiny_overrides
 
 from mtbert import AdamW, BertModel
@@ -129,11 +129,7 @@ def test_a_stopped_cuda_run_resumes_to_the_same_end(tmp_path, tiny_checkpoint, d
                                       "train.precision": precision}))
     whole = Trainer(config, tmp_path / "whole").train()
 
-    def stop_at_step_3(trainer):
-        if trainer.step == 3:
-            trainer.stop.requested = True
-
-    assert Trainer(config, tmp_path / "cut", callbacks=[stop_at_step_3]).train()["interrupted"]
+    assert Trainer(config, tmp_path / "cut", callbacks=[stop_at(3)]).train()["interrupted"]
     resumed = Trainer(config, tmp_path / "cut").train(resume=True)
     assert resumed["steps"] == whole["steps"]
     ours = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
@@ -149,11 +145,7 @@ def test_a_run_stopped_on_cuda_resumes_on_cpu(tmp_path, tiny_checkpoint, data_di
                                                                "train.precision": "fp32"})
     on_gpu = load_config("recipes/multitask-base.yaml", [*overrides, "train.device=cuda"])
 
-    def stop_at_step_3(trainer):
-        if trainer.step == 3:
-            trainer.stop.requested = True
-
-    assert Trainer(on_gpu, tmp_path / "run", callbacks=[stop_at_step_3]).train()["interrupted"]
+    assert Trainer(on_gpu, tmp_path / "run", callbacks=[stop_at(3)]).train()["interrupted"]
     on_cpu = load_config("recipes/multitask-base.yaml", [*overrides, "train.device=cpu"])
     resumed = Trainer(on_cpu, tmp_path / "run").train(resume=True)
     assert resumed["device"] == "cpu" and resumed["steps"] > 3 and not resumed.get("interrupted")

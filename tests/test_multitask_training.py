@@ -14,6 +14,7 @@ from mtbert.train import Trainer
 from mtbert.train.data import shrink_examples
 from mtbert.train.step import StepRunner
 
+from conftest import stop_at
 from test_train_cli import tiny_overrides
 
 
@@ -36,11 +37,7 @@ def test_each_schedule_resumes_mid_epoch_exactly(tmp_path, tiny_checkpoint, data
                                                        **extra})
     whole = Trainer(config, tmp_path / "whole").train()
 
-    def stop_at_step_3(trainer):
-        if trainer.step == 3:
-            trainer.stop.requested = True
-
-    assert Trainer(config, tmp_path / "cut", callbacks=[stop_at_step_3]).train()["interrupted"]
+    assert Trainer(config, tmp_path / "cut", callbacks=[stop_at(3)]).train()["interrupted"]
     resumed = Trainer(config, tmp_path / "cut").train(resume=True)
     assert resumed["best"] == whole["best"] and resumed["steps"] == whole["steps"]
     ours = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)

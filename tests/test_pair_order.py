@@ -18,6 +18,7 @@ from mtbert.precision import resolve_precision
 from mtbert.tasks import TASKS, Example
 from mtbert.train import Trainer
 
+from conftest import stop_at
 from test_train_cli import tiny_overrides
 
 PAIRS = [Example("a", ("How do I learn Python?", "What is the best way to learn Python quickly?"), 1.0, 1),
@@ -98,12 +99,8 @@ def test_pair_order_trains_resumes_exactly_and_predicts_through_the_cli(tmp_path
     overrides = tiny_overrides(tiny_checkpoint, data_dir, **{"model.heads.quora.pair_order": "both"})
     whole = Trainer(load_config("recipes/multitask-base.yaml", overrides), tmp_path / "whole").train()
 
-    def stop_at_step_4(trainer):
-        if trainer.step == 4:
-            trainer.stop.requested = True
-
     Trainer(load_config("recipes/multitask-base.yaml", overrides), tmp_path / "cut",
-            callbacks=[stop_at_step_4]).train()
+            callbacks=[stop_at(4)]).train()
     assert main(["train", "--resume", str(tmp_path / "cut")]) == 0
     assert json.loads((tmp_path / "cut" / "results.json").read_text())["best"] == whole["best"]
     ours = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["model"]

@@ -11,6 +11,7 @@ from mtbert.multitask import collate
 from mtbert.train import Trainer
 from mtbert.train.smart import Smart, project
 
+from conftest import stop_at
 from test_train_cli import tiny_overrides
 
 
@@ -106,11 +107,7 @@ def test_smart_run_resumes_exactly_with_its_teacher(tmp_path, tiny_checkpoint, d
     config = load_config("recipes/multitask-base.yaml", tiny_overrides(tiny_checkpoint, data_dir, **settings))
     whole = Trainer(config, tmp_path / "whole").train()
 
-    def stop_at_step_3(t):
-        if t.step == 3:
-            t.stop.requested = True
-
-    Trainer(config, tmp_path / "cut", callbacks=[stop_at_step_3]).train()
+    Trainer(config, tmp_path / "cut", callbacks=[stop_at(3)]).train()
     resumed = Trainer(config, tmp_path / "cut").train(resume=True)
     assert resumed["best"] == whole["best"]
     ours = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["smart"]

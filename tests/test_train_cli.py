@@ -13,6 +13,7 @@ from mtbert.evaluate import read_predictions
 from mtbert.multitask import MultitaskModel
 from mtbert.tasks import TASKS, read_examples
 from mtbert.train import Trainer
+from conftest import stop_at
 
 PREDICTION_FILES = ["sst-dev-output.csv", "sst-test-output.csv", "para-dev-output.csv", "para-test-output.csv",
                     "sts-dev-output.csv", "sts-test-output.csv"]
@@ -104,11 +105,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_checkpoint, d
         "train.epochs": 2, "train.log_every": 2}))
     whole = Trainer(config, tmp_path / "whole").train()
 
-    def stop_at_step_5(trainer):
-        if trainer.step == 5:
-            trainer.stop.requested = True
-
-    first = Trainer(config, tmp_path / "cut", callbacks=[stop_at_step_5]).train()
+    first = Trainer(config, tmp_path / "cut", callbacks=[stop_at(5)]).train()
     assert first["interrupted"] and first["step"] == 5
     assert main(["train", "--resume", str(tmp_path / "cut")]) == 0
     resumed = json.loads((tmp_path / "cut" / "results.json").read_text())
