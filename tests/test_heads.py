@@ -63,6 +63,18 @@ def test_pair_head_shapes_and_gradients_reach_the_encoder(tiny_checkpoint, token
     assert all(p.grad is not None for p in head_params)
 
 
+@pytest.mark.parametrize("head", PAIR_HEADS)
+def test_pair_heads_run_and_train_under_cpu_bf16_autocast(tiny_checkpoint, tokenizer, head):
+    # precision: auto picks bf16 on CPUs with AMX or AVX512-BF16; a head built of a module that CPU
+    # autocast has no rule for (nn.Bilinear) once failed there with mixed dtypes. Emulated bf16 runs on any CPU.
+    model = make_model(tiny_checkpoint, tokenizer, {"sts": {"type": head}}, tasks=("sts",))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(batch_for(model, "sts"))
+    assert output.scores.shape == (3,) and torch.isfinite(output.scores).all()
+    output.scores.float().sum().backward()
+    assert all(p.grad is not None for p in model.heads["sts"].parameters())
+
+
 @pytest.mark.parametrize("head", SENTENCE_HEADS)
 def test_sentence_head_shapes_for_five_classes(tiny_checkpoint, tokenizer, head):
     model = make_model(tiny_checkpoint, tokenizer, {"sst": {"type": head}}, tasks=("sst",))

@@ -70,4 +70,7 @@ class BilinearHead(SiameseHead):
         self.output = nn.Bilinear(context.hidden_size, context.hidden_size, spec.output_dim)
 
     def combine(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return self.output(self.dropout(u), self.dropout(v))
+        # CPU autocast has no rule for bilinear: under bf16 the pooled vectors arrive in bf16 while W stays
+        # fp32, and torch refuses mixed dtypes, so the (small) product runs in W's dtype.
+        dtype = self.output.weight.dtype
+        return self.output(self.dropout(u).to(dtype), self.dropout(v).to(dtype))
