@@ -88,7 +88,10 @@ def dev_records(run_dir: Path) -> list[dict]:
     {"train.schedule": "zipped", "train.surgery": "pcgrad", "train.balancer": "uncertainty"},
 ], ids=["shuffled", "zipped-pcgrad-uncertainty"])
 def test_two_processes_reach_the_parameters_of_one(tmp_path, dropout_free_checkpoint, data_dir, settings):
-    values = tiny_overrides(dropout_free_checkpoint, data_dir, **dropout_free_heads(), **settings, **{"train.tensorboard": False})
+    # fp32: with bf16 autocast (precision: auto on an AMX CPU) half batches round differently from the
+    # whole batch, and this test is about the arithmetic of splitting a step, which is exact only in fp32.
+    values = tiny_overrides(dropout_free_checkpoint, data_dir, **dropout_free_heads(), **settings,
+                            **{"train.tensorboard": False, "train.precision": "fp32"})
     one = Trainer(load_config("recipes/multitask-base.yaml", values), tmp_path / "one").train()
     torchrun("-m", "mtbert", "train", "--config", "recipes/multitask-base.yaml", "--output-dir",
              str(tmp_path / "two"), *sets(values))
