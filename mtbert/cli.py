@@ -48,8 +48,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     _setup_logging(run_dir, world.is_main)
     finished = False
     try:
-        trainer = Trainer(config, run_dir)
-        results = trainer.train(resume=bool(args.resume))
+        # No name keeps the Trainer: close_world can then free it, and the process group it holds,
+        # while the interpreter is fully alive.
+        results = Trainer(config, run_dir).train(resume=bool(args.resume))
         finished = True
     finally:
         close_world(finished)

@@ -50,6 +50,7 @@ def main() -> None:
         spread = max(float((g - flat).abs().max()) for g in gathered)
         (run_dir / "worker.json").write_text(json.dumps({"results": results, "rank_spread": spread,
                                                          "world": dist.get_world_size()}))
+    del trainer  # as the CLI does: close_world frees it before the group goes
     close_world()
 
 

@@ -35,6 +35,7 @@ processes continues exactly (the run directory must be readable by every rank). 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 from typing import Sequence
 
@@ -173,9 +174,14 @@ def close_world(finished: bool = True) -> None:
     down its connections while another still talks over them (gloo aborts the process then); after
     an error they leave at once, since a failed rank would never reach the barrier."""
     if dist.is_initialized():
+        # Objects no longer referenced but kept by reference cycles (a finished Trainer, its hooks) can
+        # hold gloo work and the group; collected in interpreter finalization instead, gloo's threads
+        # abort the process ("terminate called without an active exception" after a finished run).
+        gc.collect()
         if finished:
             dist.barrier()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def threads_per_process(world: World) -> int:
