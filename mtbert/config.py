@@ -119,6 +119,9 @@ class TrainConfig:
     pretrain_task: str = ""           # train this task alone for pretrain_epochs first (report 004's rrobin-pre)
     pretrain_epochs: int = 0          # epochs of that phase, before train.epochs of the multitask phase
     smart: SmartConfig = dataclasses.field(default_factory=SmartConfig)
+    averaging: str = ""               # evaluate and save an average of the weights: "" (off) | ema | uniform
+    averaging_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {decay: 0.998} (ema),
+                                      #   {start: 0.5} (uniform: the mean from that share of updates on)
     bucket_by_length: bool = True     # length-bucketed batches (sorted within shuffled buckets)
     bucket_batches: int = 50          # batches per bucket
     precision: str = "auto"           # auto | bf16 | fp16 | fp32

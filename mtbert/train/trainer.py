@@ -18,6 +18,7 @@ Run directory layout (what scripts may rely on):
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -35,6 +36,7 @@ from ..evaluate import (TaskPredictions, analysis_file, evaluate_split, predict_
                         write_analysis, write_predictions)
 from ..multitask import (MultitaskModel, Plan, TaskFeatures, build_balancer, build_schedule, build_surgery,
                          bucketed_batches, plan_counts, random_batches)
+from .averaging import build_weight_average
 from .builder import build_augmentations, build_model, build_optimizer, penalty_terms, task_objectives
 from ..precision import resolve_device, resolve_precision
 from .distributed import current_world, init_world, threads_per_process, wrap_for_data_parallel
@@ -113,6 +115,7 @@ class Trainer:
             for task in self.smart.tasks:
                 if task in self.train_tasks:
                     self.objectives[task] = SmartObjective(self.objectives[task], self.smart)
+        self.average = build_weight_average(train.averaging, train.averaging_options, self.model, updates)
         self.selection = build_selection(config.model.selection, config.model.selection_options) \
             if config.model.selection else None
         self.selection_report: dict = {}
@@ -131,7 +134,7 @@ class Trainer:
             build_surgery(train.surgery, train.surgery_options), train.step_mode, self.optimizer,
             self.lr_scheduler, self.scaler, self.precision, train.max_grad_norm,
             self.train_features, self.counters,
-            after_update=(lambda: self.smart.after_update(self.model)) if self.smart is not None else None,
+            after_update=self.after_update if self.smart is not None or self.average is not None else None,
             world=self.world, seed=train.seed)
 
     # ----- the epoch plan -----------------------------------------------------------------
@@ -169,6 +172,17 @@ class Trainer:
         features = self.epoch_train.get(task)
         return features if features is not None else self.data[task].get("train")
 
+    def after_update(self) -> None:
+        """What follows every optimizer update: SMART's teacher and the weight average move."""
+        if self.smart is not None:
+            self.smart.after_update(self.model)
+        if self.average is not None:
+            self.average.update()
+
+    def averaged(self):
+        """The weights that are evaluated and saved: the average while it is applied, else the trained ones."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
+
     def train_step(self, step) -> float:
         """One plan step (one or more task batches); returns the sum of its tasks' losses."""
         return self.runner.run(step, self.step)
@@ -191,6 +205,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler else {},
             "balancer": self.balancer.state_dict(),
             "smart": self.smart.state_dict() if self.smart is not None else {},
+            "averaging": self.average.state_dict() if self.average is not None else {},
             "step": self.step, "epoch": self.epoch, "position": self.position,
             "best_score": self.best_score, "metric_lines": self.run_log.lines, "epoch_loss": list(self.epoch_loss),
             "counters": counters, "rng": rng,
@@ -208,6 +223,11 @@ class Trainer:
         self.balancer.load_state_dict(state.get("balancer", {}))
         if self.smart is not None:
             self.smart.load_state_dict(state["smart"])
+        if self.average is not None:
+            if not state.get("averaging"):
+                raise ValueError(f"{self.run_dir / STATE_FILE} holds no weight average, but train.averaging is "
+                                 f"{self.config.train.averaging!r}: resume with the run's own config.yaml")
+            self.average.load_state_dict(state["averaging"])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.best_score, self.run_log.lines = state["best_score"], state["metric_lines"]
         self.epoch_loss = list(state["epoch_loss"])
@@ -231,8 +251,9 @@ class Trainer:
 
     def evaluate_dev(self, train_loss: float) -> dict:
         dev = labelled_split(self.data, "dev")
-        metrics, predictions = evaluate_split(self.model, dev, self.config.train.eval_batch_size, self.precision,
-                                              self.config.train.eval_max_tokens)
+        with self.averaged():
+            metrics, predictions = evaluate_split(self.model, dev, self.config.train.eval_batch_size,
+                                                  self.precision, self.config.train.eval_max_tokens)
         record = {"step": self.step, "epoch": self.epoch, "split": "dev", **metrics,
                   "train_loss": train_loss, "lr": self.lr_scheduler.get_last_lr()[0]}
         self.run_log.record(record)
@@ -241,7 +262,8 @@ class Trainer:
         if metrics["composite"] > self.best_score:
             self.best_score = metrics["composite"]
             self.best_dev = predictions
-            self.save_best()
+            with self.averaged():
+                self.save_best()
         for callback in self.eval_callbacks:
             callback(self, record)
         return record
@@ -379,7 +401,8 @@ class Trainer:
             return {"rank": self.world.rank, "steps": self.step, "examples_seen": self.counters["examples"]}
         best_dir = self.run_dir / "best"
         if not best_dir.exists():  # no evaluation ran (no dev data): the final model is the result
-            self.save_best()
+            with self.averaged():
+                self.save_best()
         best = MultitaskModel.from_pretrained(best_dir).to(self.device)
         self.write_predictions(best, self.best_dev)
         records = read_metrics(self.run_dir, "dev")
