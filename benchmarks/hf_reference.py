@@ -26,7 +26,7 @@ import torch
 from common import machine, markdown_table, save
 from mtbert.bert.checkpoint import resolve_checkpoint_dir
 from mtbert.tasks import get_task, read_examples
-from mtbert.tasks.metrics import pearson
+from mtbert.tasks.metrics import accuracy, pearson
 
 EPOCHS = {"sst": 3, "quora": 2, "sts": 4}  # issue 3
 BATCH, LR, MAX_LENGTH = 32, 5e-5, 128
@@ -53,9 +53,7 @@ def dev_score(model, tokenizer, dev, regression: bool) -> float:
             logits = model(**encoded).logits.float()
             outputs += logits.squeeze(-1).tolist() if regression else logits.argmax(-1).tolist()
             gold += [float(e.label) for e in chosen]
-    if regression:
-        return float(pearson(outputs, gold))
-    return sum(int(o) == int(g) for o, g in zip(outputs, gold)) / len(gold)
+    return float(pearson(outputs, gold) if regression else accuracy(outputs, gold))
 
 
 def run_task(task: str, model_dir: str, data_dir, seed: int, limit=None) -> dict:

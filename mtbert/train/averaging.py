@@ -36,9 +36,9 @@ class WeightAverage:
     do not train (a frozen encoder) are not copied: their average is themselves."""
 
     def __init__(self, model: nn.Module, total_updates: int):
+        """``total_updates``: the run's optimizer updates, for methods whose rule depends on them."""
         self.parameters = [p for p in model.parameters() if p.requires_grad and p.is_floating_point()]
         self.shadow = [p.detach().clone() for p in self.parameters]
-        self.total_updates = total_updates
         self.updates = 0
 
     def new_weight(self) -> float:

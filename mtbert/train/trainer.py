@@ -262,17 +262,18 @@ class Trainer:
         if metrics["composite"] > self.best_score:
             self.best_score = metrics["composite"]
             self.best_dev = predictions
-            with self.averaged():
-                self.save_best()
+            self.save_best()
         for callback in self.eval_callbacks:
             callback(self, record)
         return record
 
     def save_best(self) -> None:
+        """best/ from the weights that were evaluated (the average, when there is one), replaced atomically."""
         target = self.run_dir / "best"
         tmp = self.run_dir / ".best.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp)
+        with self.averaged():
+            self.model.save_pretrained(tmp)
         old = self.run_dir / ".best.old"
         shutil.rmtree(old, ignore_errors=True)
         if target.exists():
@@ -401,8 +402,7 @@ class Trainer:
             return {"rank": self.world.rank, "steps": self.step, "examples_seen": self.counters["examples"]}
         best_dir = self.run_dir / "best"
         if not best_dir.exists():  # no evaluation ran (no dev data): the final model is the result
-            with self.averaged():
-                self.save_best()
+            self.save_best()
         best = MultitaskModel.from_pretrained(best_dir).to(self.device)
         self.write_predictions(best, self.best_dev)
         records = read_metrics(self.run_dir, "dev")
