@@ -70,9 +70,8 @@ def run_task(task: str, model_dir: str, data_dir, seed: int, limit=None) -> dict
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=labels)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
     epochs = EPOCHS[task]
-    total = epochs * math.ceil(len(train) / BATCH)  # linear decay to 0, no warm-up (Trainer's default);
-    # torch's LambdaLR, not transformers.optimization: that module imports the peft package, which
-    # benchmarks/peft.py shadows when this script runs
+    total = epochs * math.ceil(len(train) / BATCH)  # linear decay to 0, no warm-up (Trainer's default):
+    # transformers' get_linear_schedule_with_warmup with 0 warm-up steps, written as the LambdaLR it is
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total))
     started, real, padded, scores = time.perf_counter(), 0, 0, []
     for _ in range(epochs):

@@ -131,6 +131,8 @@ class TrainConfig:
     compile: bool = False             # torch.compile the encoder (dynamic shapes: bucketed lengths vary)
     checkpoint_every: int = 500       # optimizer steps between resumable checkpoints (0 = epoch ends only)
     eval_every_epoch: bool = True
+    eval_every: int = 0               # optimizer steps between extra dev evaluations within an epoch (0 = none);
+                                      #   each one can become best/, as an epoch end's can
     progress: bool = True             # tqdm bar with loss and tokens/s
     log_every: int = 100              # every N steps: loss and lr to metrics.jsonl (and TensorBoard), tokens/s to
                                       #   the log and TensorBoard (0 = never)
@@ -140,6 +142,8 @@ class TrainConfig:
         for name in ("batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name}: must be 1 or more, got {getattr(self, name)}")
+        if self.eval_every < 0:
+            raise ConfigError(f"train.eval_every: must be 0 (epoch ends only) or more, got {self.eval_every}")
         if self.eval_max_tokens is not None and self.eval_max_tokens < 0:
             raise ConfigError(f"train.eval_max_tokens: must be 0 (no cap) or more, got {self.eval_max_tokens}")
 

@@ -374,6 +374,8 @@ class Trainer:
                          self.epoch + 1, self.mean_epoch_loss(), tokens_per_second)
             for callback in self.callbacks:
                 callback(self)
+            if self.evaluation_due(len(plan)):
+                self.evaluate_on_main()
             if self.world.any(self.stop.requested):
                 bar.close()
                 self.save_state()
@@ -384,14 +386,24 @@ class Trainer:
         bar.close()
         self.save_state()  # the epoch's batches are done: an interruption during evaluation redoes only that
         if self.config.train.eval_every_epoch or self.step >= self.total_steps:
-            if self.world.is_main:
-                self.evaluate_dev(self.mean_epoch_loss())
-            self.world.barrier()
+            self.evaluate_on_main()
         if self.position >= len(plan):
             self.epoch, self.position = self.epoch + 1, 0
             self.epoch_loss = [0.0, 0]
         self.save_state()
         return True
+
+    def evaluation_due(self, epoch_steps: int) -> bool:
+        """A within-epoch evaluation (train.eval_every) falls on this step. Not on an epoch's last step
+        nor the run's last: the epoch end evaluates there, and one step must not be recorded twice."""
+        every = self.config.train.eval_every
+        return bool(every) and self.step % every == 0 and self.position < epoch_steps and self.step < self.total_steps
+
+    def evaluate_on_main(self) -> None:
+        """Dev evaluation by rank 0 alone (it holds best/ and metrics.jsonl); the others wait for it."""
+        if self.world.is_main:
+            self.evaluate_dev(self.mean_epoch_loss())
+        self.world.barrier()
 
     def finish(self) -> dict:
         """Rank 0 writes predictions and results.json and returns the results (counters summed over the

@@ -1,7 +1,7 @@
 """Parameter-efficient fine-tuning compared on the multitask data: each method one short run of the
 base multitask recipe (recipes/multitask-base.yaml) on the embedded all-MiniLM-L6-v2, same data, seed and one epoch.
 
-    python benchmarks/peft.py [--shrink 20] [--eval-limit 600] [--only lora sam ...] [--set key=value ...]
+    python benchmarks/peft_methods.py [--shrink 20] [--eval-limit 600] [--only lora sam ...] [--set key=value ...]
 
 The table gives each method's dev scores, the parameters that train (and their share of the model),
 the bytes its best/ directory takes on disk (a delta directory when the encoder is partly frozen:
