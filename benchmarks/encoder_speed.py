@@ -5,7 +5,7 @@ what a plain loop would use). Inference = forward under no_grad. Batch 32 x 64 t
 Models: the embedded all-MiniLM-L6-v2 and a randomly initialised bert-base-sized config.
 MFU = achieved matmul FLOP/s over the measured peak of a 2048^2 matrix product in the same dtype.
 
-    python benchmarks/encoder_speed.py [--precisions fp32,bf16] [--repeats 3] [--device cpu]
+    python benchmarks/encoder_speed.py [--precisions fp32,bf16] [--repeats 3] [--device cpu] [--name NAME]
 
 bf16 is skipped on a CPU without native bf16 (emulated, it runs ~50x slower than fp32) unless asked for.
 """
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--force-emulated-bf16", action="store_true")
+    parser.add_argument("--name", help="results file name (default encoder_speed_<device type>)")
     args = parser.parse_args()
     device = torch.device(args.device)
     precisions = args.precisions.split(",")
@@ -104,7 +105,7 @@ def main() -> None:
                             "ours MFU", "transformers MFU"], rows)
     print(f"\nMachine: {info['device']}; torch {info['torch']}; batch {batch_size} x {length} tokens\n")
     print(table)
-    save(f"encoder_speed_{device.type}", {"machine": info, "batch": [batch_size, length], "results": records,
+    save(args.name or f"encoder_speed_{device.type}", {"machine": info, "batch": [batch_size, length], "results": records,
                                           "table": table})
 
 
