@@ -40,6 +40,17 @@ def test_uniform_average_is_the_mean_of_the_weights_from_its_start():
     assert average.state_dict()["updates"] == 8
 
 
+def test_before_its_start_the_uniform_average_is_the_current_weights_and_the_shadow_is_left_alone():
+    model = nn.Linear(3, 2, bias=False)
+    average = build_weight_average("uniform", {"start": 0.5}, model, total_updates=8)
+    untouched = average.shadow[0].clone()
+    seen = walk(average, model, 3)
+    assert torch.equal(average.shadow[0], untouched)  # no copy per update before the start
+    with average.applied():
+        assert torch.equal(model.weight, seen[-1])
+    assert torch.equal(model.weight, seen[-1])
+
+
 def test_ema_weights_each_iterate_by_its_decays():
     """shadow_n = Π β_k·θ_0 + Σ_k (1 − β_k)·Π_{j>k} β_j·θ_k, with β_k = min(decay, (1 + k)/(10 + k))."""
     model = nn.Linear(3, 2, bias=False)

@@ -15,7 +15,7 @@ Methods (``train.averaging``, options in ``train.averaging_options``):
   β_t = min(decay, (1 + t)/(10 + t)) after update t: early on the average follows the weights closely,
   so the first evaluations are not dominated by the pretrained start.
 - ``uniform``: the plain mean of the weights after every update from ``start`` (a share of all updates)
-  on; before that the shadow follows the weights.
+  on; before that the average is the current weights (the shadow is left alone until the start).
 """
 
 from __future__ import annotations
@@ -45,15 +45,24 @@ class WeightAverage:
         """The share of the current weights in the average after update ``self.updates`` (1 = replace)."""
         raise NotImplementedError
 
+    def started(self) -> bool:
+        """Whether the average has begun. Before it has, the average *is* the current weights: the shadow
+        is neither updated (a copy of 22.7M weights per step costs a MiniLM step about 5%) nor applied."""
+        return True
+
     @torch.no_grad()
     def update(self) -> None:
         """After every optimizer update."""
         self.updates += 1
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.parameters], self.new_weight())
+        if self.started():
+            torch._foreach_lerp_(self.shadow, [p.detach() for p in self.parameters], self.new_weight())
 
     @contextlib.contextmanager
     def applied(self) -> Iterator[None]:
         """The average in the model's parameters for the duration; the trained weights back after."""
+        if not self.started():
+            yield
+            return
         with torch.no_grad():
             trained = [p.detach().clone() for p in self.parameters]
             for parameter, average in zip(self.parameters, self.shadow):
@@ -100,6 +109,9 @@ class UniformAverage(WeightAverage):
             raise ValueError(f"train.averaging_options.start is a share of the updates in [0, 1), got {start}")
         super().__init__(model, total_updates)
         self.start_update = int(start * total_updates)
+
+    def started(self) -> bool:
+        return self.updates >= self.start_update
 
     def new_weight(self) -> float:
         averaged = self.updates - self.start_update  # iterates in the mean besides the one it started from
