@@ -141,7 +141,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .experiments.compare import compare
 
-    print(compare(args.run_dirs, args.html))
+    print(compare(args.run_dirs, args.html, by_seed=args.by_seed))
     if args.html:
         print(f"\nwrote {args.html}")
     return 0
@@ -204,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="one table of several runs: config differences, metrics, time")
     compare.add_argument("run_dirs", nargs="+")
     compare.add_argument("--html", help="also write the table as an HTML page")
+    compare.add_argument("--by-seed", action="store_true",
+                         help="one row per setting: runs that differ only in train.seed as mean ± sd")
     compare.set_defaults(handler=cmd_compare)
     return parser
 

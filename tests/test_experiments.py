@@ -166,7 +166,7 @@ def test_compare_lists_what_differs(tiny_run, tmp_path, tiny_checkpoint, data_di
     assert main(["compare", str(tiny_run), str(other), "--html", str(tmp_path / "c.html")]) == 0
     out = capsys.readouterr().out
     assert "train.lr" in out and "train.epochs" in out and "composite" in out and str(other) in out
-    assert "<td>0.0030</td>" in (tmp_path / "c.html").read_text()
+    assert "<td>0.003</td>" in (tmp_path / "c.html").read_text()
 
 
 def test_tensorboard_gets_losses_metrics_lr_and_throughput(tiny_run):
@@ -179,3 +179,45 @@ def test_tensorboard_gets_losses_metrics_lr_and_throughput(tiny_run):
     assert {"train/loss", "train/mean_loss", "train/lr", "train/tokens_per_second", "dev/composite",
             "dev/sst_acc", "dev/quora_acc", "dev/sts_pearson"} <= tags
     assert len(events.Scalars("dev/composite")) == 2
+
+
+def fake_run(directory: Path, seed: int, lr: float, sst: float, finished: bool = True) -> Path:
+    """A run directory as the trainer leaves it, reduced to what compare reads."""
+    directory.mkdir(parents=True)
+    config = {"output_dir": str(directory), "train": {"seed": seed, "lr": lr, "epochs": 3}}
+    (directory / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    best = {"step": 9, "epoch": 2, "split": "dev", "sst_acc": sst, "composite": sst / 2}
+    if finished:
+        (directory / "results.json").write_text(json.dumps({"best": best, "train_seconds": 10.0 * seed}))
+    else:
+        (directory / "metrics.jsonl").write_text(json.dumps(best) + "\n")
+    return directory
+
+
+def test_compare_by_seed_gives_one_row_of_mean_and_sd_per_setting(tmp_path, capsys):
+    runs = [fake_run(tmp_path / "a1", 1, 1e-4, 0.4), fake_run(tmp_path / "b1", 1, 5e-5, 0.45),
+            fake_run(tmp_path / "a2", 2, 1e-4, 0.5), fake_run(tmp_path / "a3", 3, 1e-4, 0.6, finished=False)]
+    assert main(["compare", "--by-seed", *map(str, runs), "--html", str(tmp_path / "c.html")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["train.lr", "runs", "seeds", "finished", "sst_acc", "composite", "train_seconds"]
+    # lr 1e-4: sst 0.4, 0.5, 0.6 -> mean 0.5, sample sd 0.1; time only from the two finished runs
+    assert lines[1].split() == ["0.0001", "3", "1,", "2,", "3", "2", "0.5000", "±", "0.1000", "0.2500", "±",
+                                "0.0500", "15.0000", "±", "7.0711"]
+    assert lines[2].split() == ["5e-05", "1", "1", "1", "0.4500", "0.2250", "10.0000"]  # lr 5e-5, one run
+    assert "<td>0.5000 ± 0.1000</td>" in (tmp_path / "c.html").read_text()
+
+
+def test_compare_by_seed_of_one_setting_is_one_row(tmp_path, capsys):
+    runs = [fake_run(tmp_path / f"s{seed}", seed, 1e-4, sst) for seed, sst in ((7, 0.4), (8, 0.6))]
+    assert main(["compare", "--by-seed", *map(str, runs)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].split()[:3] == ["2", "7,", "8"] and "0.5000 ± 0.1414" in lines[1]
+
+
+def test_a_run_saved_before_a_field_existed_does_not_differ_by_it(tmp_path):
+    old, new = fake_run(tmp_path / "old", 1, 1e-4, 0.4), fake_run(tmp_path / "new", 1, 3e-4, 0.4)
+    config = yaml.safe_load((new / "config.yaml").read_text())
+    config["train"]["eval_every"] = 0  # today's default, absent from the older run's file
+    (new / "config.yaml").write_text(yaml.safe_dump(config))
+    differing, _ = collect([old, new])
+    assert differing == ["train.lr"]

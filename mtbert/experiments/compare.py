@@ -1,18 +1,25 @@
 """``mtbert compare RUN_DIR...``: one table of runs — the config fields that differ between them, each
-run's best dev metrics and composite, and its training time — as text, and as HTML with ``--html``."""
+run's best dev metrics and composite, and its training time — as text, and as HTML with ``--html``.
+With ``--by-seed`` runs that differ only in ``train.seed`` become one row of means and standard
+deviations: one seed's dev score moves by as much as most changes to a recipe, so a comparison of
+settings is only worth reading over several seeds."""
 
 from __future__ import annotations
 
 import html
 import json
+import statistics
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
+from ..config import ConfigError, load_config
 from ..train.run_log import read_metrics
 
 IGNORED = ("output_dir", "train.progress", "data.dir")  # where a run was written, not what it was
+SEED = "train.seed"
+RUN_FIELDS = ("run", "finished")  # per-run columns that a group of seeds has no single value for
 
 
 def flatten(values: Any, prefix: str = "") -> dict[str, Any]:
@@ -24,14 +31,24 @@ def flatten(values: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): values}
 
 
-def collect(run_dirs: list[str | Path]) -> tuple[list[str], list[dict]]:
-    """(differing config fields, one row per run)."""
+def resolved_config(config_file: Path) -> dict:
+    """The run's config with today's defaults filled in, so a run saved before a field existed does not
+    differ from one that has the field at its default; the file as written where it no longer loads."""
+    try:
+        return load_config(config_file).to_dict()
+    except ConfigError:
+        return yaml.safe_load(config_file.read_text(encoding="utf-8"))
+
+
+def collect(run_dirs: list[str | Path], always: tuple[str, ...] = ()) -> tuple[list[str], list[dict]]:
+    """(differing config fields, one row per run); the fields in ``always`` are columns even where every
+    run has the same value."""
     runs = []
     for run_dir in map(Path, run_dirs):
         config_file = run_dir / "config.yaml"
         if not config_file.exists():
             raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml)")
-        config = flatten(yaml.safe_load(config_file.read_text(encoding="utf-8")))
+        config = flatten(resolved_config(config_file))
         results_file = run_dir / "results.json"
         results = json.loads(results_file.read_text(encoding="utf-8")) if results_file.exists() else {}
         dev = read_metrics(run_dir, "dev")
@@ -41,9 +58,10 @@ def collect(run_dirs: list[str | Path]) -> tuple[list[str], list[dict]]:
     differing = [k for k in keys if k not in IGNORED and len({json.dumps(r["config"].get(k), sort_keys=True)
                                                                for r in runs}) > 1]
     metrics = sorted({k for run in runs for k in run["best"]} - {"step", "epoch", "split", "train_loss", "lr", "composite"})
+    columns = list(dict.fromkeys([*always, *differing]))
     rows = []
     for run in runs:
-        row = {"run": run["run"], **{k: run["config"].get(k) for k in differing}}
+        row = {"run": run["run"], **{k: run["config"].get(k) for k in columns}}
         row.update({k: run["best"].get(k) for k in metrics})
         row["composite"] = run["best"].get("composite")
         row["train_seconds"] = run["results"].get("train_seconds")
@@ -52,9 +70,42 @@ def collect(run_dirs: list[str | Path]) -> tuple[list[str], list[dict]]:
     return differing, rows
 
 
+def group_by_seed(rows: list[dict], differing: list[str]) -> list[dict]:
+    """One row per setting: the runs whose differing config fields agree except ``train.seed``, in the
+    order each setting first appears. Each metric (and the training time) becomes ``mean ± sd`` over
+    the runs that have it, with the sample standard deviation (n - 1); the row says how many runs it
+    holds, their seeds, and how many of them finished (an unfinished run counts with its best so far)."""
+    settings = [k for k in differing if k != SEED]
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(json.dumps([row.get(k) for k in settings], sort_keys=True, default=str), []).append(row)
+    measured = [k for k in rows[0] if k not in settings and k not in RUN_FIELDS and k != SEED]
+    grouped = []
+    for members in groups.values():
+        summary = {k: members[0].get(k) for k in settings}
+        summary["runs"] = len(members)
+        summary["seeds"] = ", ".join(str(m.get(SEED)) for m in members)
+        summary["finished"] = sum(bool(m["finished"]) for m in members)
+        for key in measured:
+            summary[key] = mean_and_sd([m[key] for m in members if isinstance(m.get(key), (int, float))])
+        grouped.append(summary)
+    return grouped
+
+
+def mean_and_sd(values: list[float]) -> str:
+    """``mean ± sd`` (sample sd), the mean alone for one value, empty for none."""
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
 def _cell(value: Any) -> str:
+    """Scores to four decimals; small numbers (learning rates, epsilons) to three significant digits, so
+    1e-4 and 5e-5 do not both read 0.0001."""
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.3g}" if 0 < abs(value) < 0.01 else f"{value:.4f}"
     if isinstance(value, (dict, list)):
         return json.dumps(value)
     return "" if value is None else str(value)
@@ -80,8 +131,11 @@ def format_html(rows: list[dict], differing: list[str]) -> str:
             "</table></body></html>\n")
 
 
-def compare(run_dirs: list[str | Path], html_path: Optional[str | Path] = None) -> str:
-    differing, rows = collect(run_dirs)
+def compare(run_dirs: list[str | Path], html_path: Optional[str | Path] = None, by_seed: bool = False) -> str:
+    differing, rows = collect(run_dirs, always=(SEED,) if by_seed else ())
+    if by_seed:
+        rows = group_by_seed(rows, differing)
+        differing = [k for k in differing if k != SEED]
     if html_path is not None:
         Path(html_path).parent.mkdir(parents=True, exist_ok=True)
         Path(html_path).write_text(format_html(rows, differing), encoding="utf-8")
