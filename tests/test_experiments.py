@@ -221,3 +221,12 @@ def test_a_run_saved_before_a_field_existed_does_not_differ_by_it(tmp_path):
     (new / "config.yaml").write_text(yaml.safe_dump(config))
     differing, _ = collect([old, new])
     assert differing == ["train.lr"]
+
+
+def test_a_config_that_no_longer_loads_is_compared_as_written(tmp_path):
+    old, new = fake_run(tmp_path / "old", 1, 1e-4, 0.4), fake_run(tmp_path / "new", 1, 1e-4, 0.4)
+    config = yaml.safe_load((old / "config.yaml").read_text())
+    config["train"]["retired_option"] = 3  # a field this version refuses
+    (old / "config.yaml").write_text(yaml.safe_dump(config))
+    differing, rows = collect([old, new])
+    assert "train.retired_option" in differing and rows[0]["train.retired_option"] == 3
