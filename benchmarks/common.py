@@ -109,6 +109,19 @@ def variants_parser(doc: str, variants: dict, output_root: str):
     return parser
 
 
+def save_variants(name: str, args, info: dict, records: dict, header: list[str], rows: list[list],
+                  model: str, fixed: str) -> None:
+    """Prints and saves the table of a variants benchmark (multitask, peft_methods, recipes): the machine
+    and the short-run scale (--shrink, --eval-limit) they all share, then what else the runs held fixed,
+    then the table; results/NAME.json keeps the scale and every run's record beside the table."""
+    table = markdown_table(header, rows)
+    print(f"\nMachine: {info.get('device')}; model {model}; 1/{args.shrink} of each training set, first "
+          f"{args.eval_limit} dev examples per task; {fixed}\n")
+    print(table)
+    save(name, {"machine": info, "shrink": args.shrink, "eval_limit": args.eval_limit, "runs": records,
+                "table": table})
+
+
 def variant_overrides(settings: dict, args) -> list[str]:
     """A variant's settings (mappings as JSON, which YAML reads) plus the shared short-run overrides."""
     overrides = [f"{k}={json.dumps(v) if isinstance(v, dict) else v}" for k, v in settings.items()]

@@ -13,7 +13,7 @@ cost of gradient surgery per step (one backward per task instead of one in all).
 
 from __future__ import annotations
 
-from common import BASE_RECIPE, machine, markdown_table, run_recipe, save, variant_overrides, variants_parser
+from common import BASE_RECIPE, machine, run_recipe, save_variants, variant_overrides, variants_parser
 
 VARIANTS = {
     "shuffled-sum": {},
@@ -45,13 +45,9 @@ def main() -> None:
                      f"{best['composite']:.3f}", results["steps"], results["examples_seen"],
                      f"{results['train_seconds']:.0f}", f"{per_step:.2f}"])
         print(f"{name}: composite {best['composite']:.4f}, {results['train_seconds']:.0f} s", flush=True)
-    table = markdown_table(["schedule-balancer", "SST acc", "Quora acc", "STS r", "composite", "steps",
-                            "examples", "train s/epoch", "s/step"], rows)
-    print(f"\nMachine: {info.get('device')}; model all-MiniLM-L6-v2 (embedded); 1/{args.shrink} of each training "
-          f"set, first {args.eval_limit} dev examples per task; 1 epoch, batch 32, lr 1e-4, mean pooling, seed 11711\n")
-    print(table)
-    save("multitask", {"machine": info, "shrink": args.shrink, "eval_limit": args.eval_limit, "runs": records,
-                       "table": table})
+    save_variants("multitask", args, info, records, ["schedule-balancer", "SST acc", "Quora acc", "STS r",
+                  "composite", "steps", "examples", "train s/epoch", "s/step"], rows, "all-MiniLM-L6-v2 (embedded)",
+                  "1 epoch, batch 32, lr 1e-4, mean pooling, seed 11711")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ LoRA; LHUC gets 1e-2 (a few thousand scales).
 
 from __future__ import annotations
 
-from common import BASE_RECIPE, machine, markdown_table, run_recipe, save, variant_overrides, variants_parser
+from common import BASE_RECIPE, machine, run_recipe, save_variants, variant_overrides, variants_parser
 
 FROZEN = {"model.freeze": "encoder", "train.lr": 1.0e-3}
 VARIANTS = {
@@ -51,14 +51,9 @@ def main() -> None:
                      f"{results['train_seconds']:.0f}", f"{selection['seconds']:.0f}" if selection else "",
                      f"{trainer.config.train.lr:g}"])
         print(f"{name}: composite {best['composite']:.4f}, {results['train_seconds']:.0f} s", flush=True)
-    table = markdown_table(["method", "SST acc", "Quora acc", "STS r", "composite", "tunable", "share",
-                            "best/ MiB", "train s/epoch", "selection s", "lr"], rows)
-    print(f"\nMachine: {info.get('device')}; model all-MiniLM-L6-v2 (embedded, 22.7M parameters); 1/{args.shrink} "
-          f"of each training set, first {args.eval_limit} dev examples per task; 1 epoch, batch 32, mean pooling, "
-          "seed 11711\n")
-    print(table)
-    save("peft", {"machine": info, "shrink": args.shrink, "eval_limit": args.eval_limit, "runs": records,
-                  "table": table})
+    save_variants("peft", args, info, records, ["method", "SST acc", "Quora acc", "STS r", "composite", "tunable",
+                  "share", "best/ MiB", "train s/epoch", "selection s", "lr"], rows,
+                  "all-MiniLM-L6-v2 (embedded, 22.7M parameters)", "1 epoch, batch 32, mean pooling, seed 11711")
 
 
 if __name__ == "__main__":

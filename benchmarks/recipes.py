@@ -17,7 +17,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from common import RECIPES, RESULTS, machine, markdown_table, run_recipe, save
+from common import RECIPES, RESULTS, machine, run_recipe, save_variants
 
 PAPERS = RECIPES / "papers"
 RECIPE_FILES = {path.name[:3]: path for path in sorted(PAPERS.glob("*.yaml"))}
@@ -98,14 +98,10 @@ def main() -> None:
                      f"{wall / 60:.1f} min", " / ".join(fmt(v) for v in published[:3]),
                      fmt(published_composite(*published))])
         print(rows[-1], flush=True)
-    table = markdown_table(["recipe (− ablation)", "SST acc", "Quora acc", "STS r", "composite", "wall",
-                            "report: SST / Quora / STS", "report: composite"], rows)
-    print(f"\nMachine: {info.get('device')}; model all-MiniLM-L6-v2 (embedded); each recipe's cpu variant, "
-          f"1/{args.shrink} of each training set, first {args.eval_limit} dev examples per task, 1 epoch, seed 11711. "
-          "Report columns: the reports' published dev numbers (bert-base, GPU, full data, 5-30 epochs)\n")
-    print(table)
-    save("recipes", {"machine": info, "shrink": args.shrink, "eval_limit": args.eval_limit, "runs": records,
-                     "table": table})
+    save_variants("recipes", args, info, records, ["recipe (− ablation)", "SST acc", "Quora acc", "STS r",
+                  "composite", "wall", "report: SST / Quora / STS", "report: composite"], rows,
+                  "all-MiniLM-L6-v2 (embedded)", "each recipe's cpu variant, 1 epoch, seed 11711. Report columns: "
+                  "the reports' published dev numbers (bert-base, GPU, full data, 5-30 epochs)")
 
 
 if __name__ == "__main__":
