@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -30,7 +31,7 @@ def machine(device: torch.device) -> dict:
     if device.type == "cuda":
         return {"device": torch.cuda.get_device_name(device), "torch": torch.__version__}
     return {"device": f"{cpu_name()}, {torch.get_num_threads()} threads", "native_bf16": cpu_has_native_bf16(),
-            "torch": torch.__version__}
+            "torch": torch.__version__, "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
 def timed(function: Callable[[], None], repeats: int, device: torch.device) -> float:

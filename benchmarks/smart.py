@@ -1,6 +1,6 @@
 """SMART's cost and effect, measured.
 
-    python benchmarks/smart.py [--steps 12] [--limit 600] [--skip-runs]
+    python benchmarks/smart.py [--steps 12] [--limit 600] [--skip-runs] [--name smart]
 
 Cost: two trainers built from the same recipe and seed, one plain and one with SMART on every task,
 take the same real batches in one process, alternately, step by step; the ratio of their summed step
@@ -42,7 +42,8 @@ def step_cost_ratio(limit: int, steps: int, output_root: str) -> dict:
             times[name].append(time.perf_counter() - started)
     plain_s, smart_s = sum(times["plain"][2:]), sum(times["smart"][2:])
     return {"steps_timed": len(plan) - 2, "plain_seconds": plain_s, "smart_seconds": smart_s,
-            "ratio": smart_s / plain_s, "floor": floor(1), "device": machine(plain.device)}
+            "ratio": smart_s / plain_s, "floor": floor(1), "device": machine(plain.device),
+            "precision": plain.precision.name}
 
 
 def main() -> None:
@@ -51,10 +52,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=600)
     parser.add_argument("--skip-runs", action="store_true", help="measure the step cost only")
     parser.add_argument("--output-root", default="runs/smart-bench")
+    parser.add_argument("--name", default="smart", help="record name in benchmarks/results")
     args = parser.parse_args()
     cost = step_cost_ratio(args.limit, args.steps, args.output_root)
-    print(f"SMART step / plain step on the same {cost['steps_timed']} batches: {cost['ratio']:.2f}x "
-          f"(arithmetic floor {cost['floor']:.2f}x; {cost['smart_seconds']:.1f} s vs {cost['plain_seconds']:.1f} s)")
+    print(f"SMART step / plain step on the same {cost['steps_timed']} batches, {cost['precision']}: "
+          f"{cost['ratio']:.2f}x (arithmetic floor {cost['floor']:.2f}x; {cost['smart_seconds']:.1f} s vs "
+          f"{cost['plain_seconds']:.1f} s)")
     rows, runs = [], {}
     if not args.skip_runs:
         for name, extra in (("plain", []), ("SMART (all tasks, report defaults)", [SMART])):
@@ -66,9 +69,9 @@ def main() -> None:
                          f"{best['composite']:.3f}", f"{results['train_seconds']:.0f}"])
     table = markdown_table(["run", "SST acc", "Quora acc", "STS r", "composite", "train s"], rows) if rows else ""
     print(f"\nMachine: {cost['device']['device']}; model all-MiniLM-L6-v2 (embedded); first {args.limit} examples "
-          "of each split, 1 epoch, fp32\n")
+          f"of each split, 1 epoch, {cost['precision']}\n")
     print(table)
-    save("smart", {"cost": cost, "limit": args.limit, "runs": runs, "table": table})
+    save(args.name, {"cost": cost, "limit": args.limit, "runs": runs, "table": table})
 
 
 if __name__ == "__main__":

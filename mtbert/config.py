@@ -80,6 +80,9 @@ class SmartConfig:
     steps: int = 1                    # K ascent steps
     norm: str = "inf"                 # inf | l2, per token
     adversarial_dropout: bool = False # dropout in the adversarial passes (off, as report 004 found necessary)
+    precision: str = "fp32"           # fp32: the adversarial step and the proximal term run with autocast off
+                                      #   (an ε of 1e-5 is below bf16's resolution) | autocast: in the run's
+                                      #   precision, faster, sound only for an ε far above bf16's ~4e-3
     proximal: bool = True             # the Bregman proximal term towards the EMA teacher
     proximal_weight: float = 1.0      # μ
     beta: float = 0.99                # teacher EMA β for the first beta_warmup share of updates ...

@@ -3,6 +3,8 @@ run that resumes exactly with its teacher."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -86,10 +88,10 @@ def test_non_finite_adversarial_gradient_skips_the_term_and_training_goes_on(tra
     real = smart.divergence
     calls = []
 
-    def nan_in_the_ascent(a, b, kind=None):  # the first divergence of a batch is the noised pass's
+    def nan_in_the_ascent(a, b, kind=None):  # a batch's divergences: the proximal term's, then the noised pass's
         calls.append(kind)
         value = real(a, b, kind)
-        return value * float("nan") if len(calls) == 1 else value
+        return value * float("nan") if len(calls) == 2 else value
 
     smart.divergence = nan_in_the_ascent
     step = trainer.epoch_plan(0)[0]
@@ -118,7 +120,8 @@ def test_smart_run_resumes_exactly_with_its_teacher(tmp_path, tiny_checkpoint, d
 
 def test_smart_settings_are_checked(tmp_path, tiny_checkpoint, data_dir):
     for setting, message in (("{enabled: true, norm: l1}", "norm must be one of inf, l2"),
-                             ("{enabled: true, tasks: [nli]}", "train.smart names nli")):
+                             ("{enabled: true, tasks: [nli]}", "train.smart names nli"),
+                             ("{enabled: true, precision: bf16}", "precision must be one of fp32, autocast")):
         config = load_config("recipes/multitask-base.yaml",
                              tiny_overrides(tiny_checkpoint, data_dir, **{"train.smart": setting}))
         with pytest.raises(ValueError, match=message):
@@ -134,3 +137,75 @@ def test_smart_runs_under_bf16_autocast_with_every_pair_head(tmp_path, tiny_chec
     assert trainer.precision.name == "bf16"
     results = trainer.train()
     assert results["steps"] == 3 and results["skipped_nonfinite_batches"] == 0
+
+
+def first_layer_inputs(model):
+    """What the first attention projection multiplies, per forward call: its input cast to the dtype
+    autocast gives that product (bf16 under bf16 autocast, else as it is)."""
+    seen = []
+    linear = model.encoder.layers[0].attention.qkv
+
+    def hook(module, args):
+        x = args[0]
+        if torch.is_autocast_enabled(x.device.type):
+            x = x.to(torch.get_autocast_dtype(x.device.type))
+        seen.append(x.detach().float())
+    return seen, linear.register_forward_pre_hook(hook)
+
+
+def adversarial_under(trainer, autocast: bool, epsilon: float, precision: str = "fp32"):
+    """R_s of one SST batch and the largest perturbation the first layer's product sees."""
+    smart = smart_with(trainer, epsilon=epsilon, sigma=epsilon, precision=precision, proximal=False)
+    seen, handle = first_layer_inputs(trainer.model)
+    torch.manual_seed(0)
+    context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    try:
+        with context:
+            value = smart.adversarial_loss(trainer.model, batch(trainer, "sst", size=16)).item()
+    finally:
+        handle.remove()
+    reference, adversarial = seen[0], seen[-1]
+    return value, (adversarial - reference).abs().max().item(), smart.last_delta.abs().max().item()
+
+
+@pytest.mark.parametrize("epsilon", [1e-5, 1e-6])
+def test_adversarial_step_under_bf16_autocast_matches_fp32(trainer, epsilon):
+    """Under bf16 autocast x + δ with δ ~ 1e-5 rounds back to x for most entries and to x ± 4e-3·|x| for a
+    few: R_s and the perturbation the first layer sees must not depend on the run's precision."""
+    trainer.model.train()
+    fp32 = adversarial_under(trainer, autocast=False, epsilon=epsilon)
+    bf16 = adversarial_under(trainer, autocast=True, epsilon=epsilon)
+    assert fp32[0] > 0 and fp32[1] == pytest.approx(epsilon, rel=0.3)
+    for ours, reference in zip(bf16, fp32):
+        assert ours == pytest.approx(reference, rel=0.1), (bf16, fp32)
+
+
+def test_adversarial_step_in_autocast_is_what_fp32_prevents(trainer):
+    """The opt-in ``precision: autocast`` shows the fault the default avoids: the first layer sees
+    perturbations far larger than ε."""
+    trainer.model.train()
+    _, seen, _ = adversarial_under(trainer, autocast=True, epsilon=1e-5, precision="autocast")
+    assert seen > 10 * 1e-5
+
+
+def test_proximal_term_is_exactly_zero_when_the_weights_equal_the_teachers(trainer):
+    """Both sides without dropout: at θ = θ̃ the term is 0, in train mode, for every kind of task."""
+    model = trainer.model.train()
+    smart = smart_with(trainer, weight=0.0)  # the teacher is a copy of the weights now
+    for task in ("sst", "quora", "sts"):
+        value = smart.regularizer(model, batch(trainer, task)).item()
+        assert value == 0.0, (task, value)
+    assert model.training and model.encoder.layers[0].dropout.training
+
+
+def test_the_proximal_pass_serves_as_the_adversarial_reference(trainer):
+    """With dropout off in both, R_s's reference is the student's pass: the total at θ = θ̃ is λ·R_s
+    alone, the same as without the proximal term."""
+    model = trainer.model.train()
+    alone = smart_with(trainer, proximal=False, epsilon=1e-3, sigma=1e-3)
+    both = smart_with(trainer, epsilon=1e-3, sigma=1e-3)
+    data = batch(trainer, "sst")
+    torch.manual_seed(1)
+    expected = alone.regularizer(model, data).item()
+    torch.manual_seed(1)
+    assert both.regularizer(model, data).item() == pytest.approx(expected, rel=1e-6) and expected > 0

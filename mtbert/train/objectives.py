@@ -49,7 +49,7 @@ class AugmentationObjective(Objective):
 
 
 class SmartObjective(Objective):
-    """A task's label objective plus SMART's regulariser on the same clean output."""
+    """A task's label objective plus SMART's regulariser for the same batch."""
 
     def __init__(self, inner: LabelObjective, smart):
         super().__init__(inner.weight)
@@ -60,6 +60,5 @@ class SmartObjective(Objective):
         return self.inner
 
     def __call__(self, model: MultitaskModel, batch: Batch) -> torch.Tensor:
-        output = model(batch)
-        label = self.inner.label_loss(output, batch.labels)
-        return self.weight * label + self.smart.regularizer(model, batch, output.scores.float())
+        label = self.inner.label_loss(model(batch), batch.labels)
+        return self.weight * label + self.smart.regularizer(model, batch)

@@ -17,8 +17,18 @@ divergence would not vanish. The reference is detached: R_s's gradient reaches t
 the perturbed pass (the embedding layer included). A non-finite ascent gradient skips R_s for that
 batch with a counted warning.
 
-Under bf16 autocast an ε of 1e-5 is far below bf16's resolution (~0.4% relative) once the first layer
-casts its input, so the perturbation mostly vanishes; SMART runs, but use fp32 or a larger ε there.
+The proximal term compares student and teacher in the same regime, dropout off on both sides: with
+dropout on the student only, the term would measure dropout noise (it is not 0 at θ = θ̃). When the
+adversarial passes also run without dropout, the student's pass is the reference of R_s (one pass
+fewer).
+
+Precision (``precision: fp32``, the default): the whole regulariser (embedding output, noise, ascent
+step, normalisation and projection, the reference, perturbed, student and teacher passes, and the
+divergences) runs with autocast off, whatever the run's precision; the task's own loss stays in
+autocast. Under bf16 autocast an ε of 1e-5 is far below bf16's resolution (~4e-3 relative): x + δ would
+round back to x for most entries and to x ± 4e-3·|x| for a few, and R_s would measure rounding
+instead of smoothness (30-270x its fp32 value on the same batch). ``precision: autocast`` keeps the run's
+autocast for speed where ε is large enough for it.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from ..tasks import SymmetricKL
 
 log = logging.getLogger("mtbert")
 NORMS = ("inf", "l2")
+PRECISIONS = ("fp32", "autocast")
 
 
 @contextlib.contextmanager
@@ -70,6 +81,8 @@ class Smart:
     def __init__(self, config: SmartConfig, model: MultitaskModel, total_updates: int, counters: dict):
         if config.norm not in NORMS:
             raise ValueError(f"train.smart.norm must be one of {', '.join(NORMS)}, not {config.norm!r}")
+        if config.precision not in PRECISIONS:
+            raise ValueError(f"train.smart.precision must be one of {', '.join(PRECISIONS)}, not {config.precision!r}")
         unknown = sorted((set(config.tasks) | set(config.task_weights)) - set(model.specs))
         if unknown:
             raise ValueError(f"train.smart names {', '.join(unknown)}, not tasks of the model ({', '.join(model.specs)})")
@@ -86,15 +99,26 @@ class Smart:
         counters.setdefault("smart_skipped", 0)
 
     # ----- the two terms ------------------------------------------------------------------
-    def adversarial_loss(self, model: MultitaskModel, batch: Batch) -> Optional[torch.Tensor]:
-        """R_s for the batch, or None when the ascent gradient was not finite."""
+    def _precision(self, batch: Batch):
+        """Autocast off for the regulariser (``precision: fp32``), or the run's own."""
+        if self.config.precision == "autocast":
+            return contextlib.nullcontext()
+        return torch.autocast(batch.input_ids.device.type, enabled=False)
+
+    def adversarial_loss(self, model: MultitaskModel, batch: Batch,
+                         reference: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+        """R_s for the batch, or None when the ascent gradient was not finite. ``reference``: f(x) in the
+        adversarial passes' regime, when the caller has it already."""
         config, kind = self.config, self.kinds[batch.task]
         mode = contextlib.nullcontext() if config.adversarial_dropout else dropout_off(model)
-        with mode:
+        with mode, self._precision(batch):
             embedded = model.encoder.embed(batch.input_ids, batch.token_type_ids)
-            with torch.no_grad():
-                reference = model(batch, embedded.detach()).scores.float()
-            delta = torch.randn_like(embedded) * config.sigma
+            if config.precision == "fp32":
+                embedded = embedded.float()
+            if reference is None:
+                with torch.no_grad():
+                    reference = model(batch, embedded.detach()).scores.float()
+            delta = torch.randn(embedded.shape, dtype=torch.float32, device=embedded.device) * config.sigma
             for _ in range(config.steps):
                 delta.requires_grad_(True)
                 noisy = model(batch, embedded.detach() + delta).scores
@@ -104,28 +128,34 @@ class Smart:
                     log.warning("SMART: non-finite adversarial gradient on %s, regulariser skipped for this batch "
                                 "(%d so far)", batch.task, self.counters["smart_skipped"])
                     return None
-                delta = project(delta.detach() + config.step_size * ascent_direction(grad, config.norm),
+                delta = project(delta.detach() + config.step_size * ascent_direction(grad.float(), config.norm),
                                 config.epsilon, config.norm)
             self.last_delta = delta.detach()
             adversarial = model(batch, embedded + self.last_delta).scores
             return self.divergence(adversarial, reference, kind)
 
-    def proximal_loss(self, batch: Batch, scores: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            teacher = self.teacher(batch).scores.float()
-        return self.divergence(scores, teacher, self.kinds[batch.task])
+    def proximal_loss(self, model: MultitaskModel, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ℓ_s(f(x; θ), f(x; θ̃)), the student's output f(x; θ)), both sides without dropout."""
+        with dropout_off(model), self._precision(batch):
+            student = model(batch).scores.float()
+            with torch.no_grad():
+                teacher = self.teacher(batch).scores.float()
+        return self.divergence(student, teacher, self.kinds[batch.task]), student
 
-    def regularizer(self, model: MultitaskModel, batch: Batch, scores: torch.Tensor) -> torch.Tensor:
-        """λ_s·R_s + μ·proximal for a batch of a SMART task, given the clean training output."""
+    def regularizer(self, model: MultitaskModel, batch: Batch) -> torch.Tensor:
+        """λ_s·R_s + μ·proximal for a batch of a SMART task."""
         config = self.config
-        total = scores.new_zeros((), dtype=torch.float32)
+        total = torch.zeros((), dtype=torch.float32, device=batch.input_ids.device)
         weight = config.task_weights.get(batch.task, config.weight)
+        student = None
+        if self.teacher is not None and config.proximal_weight:
+            proximal, student = self.proximal_loss(model, batch)
+            total = total + config.proximal_weight * proximal
         if weight:
-            adversarial = self.adversarial_loss(model, batch)
+            shared = student.detach() if student is not None and not config.adversarial_dropout else None
+            adversarial = self.adversarial_loss(model, batch, reference=shared)
             if adversarial is not None:
                 total = total + weight * adversarial
-        if self.teacher is not None and config.proximal_weight:
-            total = total + config.proximal_weight * self.proximal_loss(batch, scores)
         return total
 
     # ----- the teacher --------------------------------------------------------------------
