@@ -228,6 +228,21 @@ def test_sam_trains_exactly_the_selected_fraction(tmp_path, tiny_checkpoint, dat
     assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in reloaded.state_dict().items())
 
 
+def test_sam_scores_the_squared_gradient_of_the_whole_pass_fisher_the_sum_of_squares():
+    """Two batches whose gradients of w are x₁ = (1, −1, 2) and x₂ = (1, 1, −2), by hand:
+    sam: (x₁ + x₂)² = (4, 0, 0), the first weight; fisher: x₁² + x₂² = (2, 2, 8), the third."""
+    from mtbert.peft import build_selection
+    w = torch.nn.Parameter(torch.zeros(3))
+    xs = [torch.tensor([1.0, -1.0, 2.0]), torch.tensor([1.0, 1.0, -2.0])]
+    losses = lambda limit: (w @ x for x in xs)  # noqa: E731
+    sam = build_selection("sam", {"fraction": 1 / 3})
+    assert torch.equal(sam.scores({"w": w}, losses)["w"], torch.tensor([4.0, 0.0, 0.0]))
+    assert sam.select({"w": w}, losses)["w"].tolist() == [True, False, False]
+    fisher = build_selection("fisher", {"fraction": 1 / 3})
+    assert torch.equal(fisher.scores({"w": w}, losses)["w"], torch.tensor([2.0, 2.0, 8.0]))
+    assert fisher.select({"w": w}, losses)["w"].tolist() == [False, False, True]
+
+
 def test_sam_picks_the_largest_squared_gradients(tiny_checkpoint, tokenizer):
     from mtbert.peft import build_selection
     model = make(tiny_checkpoint, tokenizer)
@@ -293,7 +308,7 @@ def test_accounting_counts_per_task_modules(tiny_checkpoint, tokenizer):
 
 @pytest.mark.parametrize("setting, message", [
     ("model.peft={adapter: {sise: 8}}", r"model.peft.adapter has no option\(s\) sise"),
-    ("model.selection=fisher", "unknown parameter selection 'fisher'"),
+    ("model.selection=magnitude", "unknown parameter selection 'magnitude'"),
     ("model.save=partial", "model.save must be one of auto, full, delta"),
     ("model.selection_options={fraction: 0}", r"fraction must be in \(0, 1\]"),
 ])

@@ -1,8 +1,12 @@
 """Parameter selection: train only a chosen subset of the encoder's weights (entry by entry).
 
-- ``sam`` (Fu et al. 2022; report 003): one pass over the training data accumulating each weight's
-  squared gradient Σ_batches (∂ℓ/∂θ_i)², then keep the top ``fraction`` — over all candidate
-  weights at once (``per: global``) or the same fraction of each tensor (``per: tensor``).
+- ``sam`` (Fu et al. 2022; report 003): one pass over the training data for the initial loss
+  gradient ∇ℓ(θ⁰) = Σ_batches ∂ℓ_b/∂θ (the batches' gradients summed, then squared), score
+  |∇ℓ(θ⁰)_i|², then keep the top ``fraction`` — over all candidate weights at once (``per: global``)
+  or the same fraction of each tensor (``per: tensor``).
+- ``fisher``: Σ_batches (∂ℓ_b/∂θ_i)², the squares summed over batches (a batch-level empirical Fisher
+  diagonal, as FISH Mask scores per example): a weight whose gradient is large in some batches scores
+  high even when the batches disagree in sign and the whole-data gradient is small.
 - ``random``: the same number of weights drawn at random (seeded): the control SAM should beat.
 - ``bitfit`` (Ben Zaken et al. 2022, named in report 003): the bias vectors only.
 
@@ -80,17 +84,23 @@ def top_mask(scores: torch.Tensor, count: int) -> torch.Tensor:
 SELECTIONS: Registry[type[ParameterSelection]] = Registry("parameter selection")
 
 
-@SELECTIONS.register("sam")
-class SecondOrderApproximation(TopFraction):
-    """``batches``: at most this many batches per task in the gradient pass (default: all of them)."""
+class GradientScore(TopFraction):
+    """A score from one gradient pass over the training data. ``batches``: at most this many batches
+    per task in the pass (default: all of them)."""
 
     needs_gradients = True
 
     def __init__(self, fraction: float = 0.1, per: str = "global", batches: Optional[int] = None):
         super().__init__(fraction, per)
         if batches is not None and batches < 1:
-            raise ValueError(f"sam batches must be positive, not {batches}")
+            raise ValueError(f"{self.registry_name} batches must be positive, not {batches}")
         self.batches = batches
+
+    def accumulate(self, total: torch.Tensor, grad: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def finish(self, total: torch.Tensor) -> torch.Tensor:
+        return total
 
     def scores(self, candidates, losses):
         totals = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in candidates.items()}
@@ -99,11 +109,30 @@ class SecondOrderApproximation(TopFraction):
             grads = torch.autograd.grad(loss, list(candidates.values()), allow_unused=True)
             for total, grad in zip(totals.values(), grads):
                 if grad is not None:
-                    total.add_(grad.float().square())
+                    self.accumulate(total, grad.float())
             batches += 1
         if not batches:
-            raise ValueError("sam selection: the gradient pass saw no training batches")
-        return totals
+            raise ValueError(f"{self.registry_name} selection: the gradient pass saw no training batches")
+        return {name: self.finish(total) for name, total in totals.items()}
+
+
+@SELECTIONS.register("sam")
+class SecondOrderApproximation(GradientScore):
+    """|∇ℓ(θ⁰)|², the whole pass's gradient squared (report 003, after Fu et al. 2022)."""
+
+    def accumulate(self, total, grad):
+        total.add_(grad)
+
+    def finish(self, total):
+        return total.square()
+
+
+@SELECTIONS.register("fisher")
+class SquaredBatchGradients(GradientScore):
+    """Σ_b g_b², each batch's gradient squared, then summed."""
+
+    def accumulate(self, total, grad):
+        total.add_(grad.square())
 
 
 @SELECTIONS.register("random")
