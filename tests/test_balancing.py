@@ -20,7 +20,8 @@ def total(name: str, losses=LOSSES, examples=EXAMPLES) -> float:
 
 
 def test_every_balancer_is_covered_here():
-    assert set(LOSS_BALANCERS) == {"sum", "mean", "examples", "dynamic", "learned", "uncertainty"}
+    assert set(LOSS_BALANCERS) == {"sum", "mean", "examples", "dynamic", "learned", "uncertainty",
+                                   "uncertainty_by_kind"}
 
 
 def test_fixed_rules_match_their_formulas():
@@ -55,8 +56,21 @@ def total_of(balancer) -> float:
     return float(sum(balancer.terms(LOSSES, EXAMPLES).values()).detach())
 
 
-def test_uncertainty_weighting_uses_kendalls_two_forms():
+def test_uncertainty_weighting_is_report_000s_form_for_every_task():
+    """Report 000: Σ 1/(2σ_t²)·L_t + log σ_t over the three tasks, whatever their kind."""
     balancer = build_balancer("uncertainty", SPECS)
+    s = torch.tensor([0.3, -0.2, 0.7])
+    with torch.no_grad():
+        balancer.log_variances.copy_(s)
+    sigma_squared = torch.exp(s)
+    expected = sum(float(loss / (2 * sigma_squared[i]) + 0.5 * torch.log(sigma_squared[i]))
+                   for i, loss in enumerate(LOSSES.values()))
+    assert total_of(balancer) == pytest.approx(expected, rel=1e-6)
+    assert balancer.weights()["sst"] == pytest.approx(0.5 * math.exp(-0.3), rel=1e-6)
+
+
+def test_uncertainty_by_kind_uses_kendalls_two_forms():
+    balancer = build_balancer("uncertainty_by_kind", SPECS)
     s = torch.tensor([0.3, -0.2, 0.7])
     with torch.no_grad():
         balancer.log_variances.copy_(s)
@@ -108,3 +122,39 @@ def test_unknown_surgery_and_options_are_named():
         build_surgery("gradnorm")
     with pytest.raises(ValueError, match="bad train.surgery_options"):
         build_surgery("pcgrad", {"c": 1})
+
+
+AUGMENTED_KINDS = {**SPECS, "cfimdb_to_sst": "classification", "quora_sentiment_consistency": "classification"}
+AUGMENTED_GROUPS = {"cfimdb_to_sst": "sst", "quora_sentiment_consistency": "sst"}
+
+
+def test_mean_averages_over_model_tasks_with_augmentations_inside_sentiment():
+    """Report 003: (ℓ_sentiment + ℓ_paraphrase + ℓ_similarity) / 3, ℓ_sentiment holding the (already
+    weighted) augmentation losses: five objectives in the step, three tasks to average over."""
+    losses = {**LOSSES, "cfimdb_to_sst": torch.tensor(0.6), "quora_sentiment_consistency": torch.tensor(0.3)}
+    balancer = build_balancer("mean", AUGMENTED_KINDS, AUGMENTED_GROUPS)
+    terms = balancer.terms(losses, {task: 8 for task in losses})
+    assert float(sum(terms.values())) == pytest.approx((1.5 + 0.6 + 0.3 + 0.5 + 2.0) / 3)
+    grouped = balancer.by_task(terms)
+    assert set(grouped) == {"sst", "quora", "sts"}
+    assert float(grouped["sst"]) == pytest.approx((1.5 + 0.6 + 0.3) / 3)
+
+
+def test_gradient_surgery_sees_one_gradient_per_model_task(tmp_path, tiny_checkpoint, data_dir):
+    """With sentiment augmentation and PCGrad, the surgery combines three task gradients, the
+    augmentations' inside sentiment's (report 003), not one per objective."""
+    from mtbert.config import load_config
+    from mtbert.train import Trainer
+    from test_train_cli import tiny_overrides
+
+    settings = {"data.augment": "[cfimdb_to_sst, quora_sentiment_consistency]", "train.schedule": "mixed",
+                "train.balancer": "mean", "train.surgery": "pcgrad", "train.max_steps": 1, "data.limit": 24}
+    trainer = Trainer(load_config("recipes/multitask-base.yaml", tiny_overrides(tiny_checkpoint, data_dir, **settings)),
+                      tmp_path / "run")
+    rows = []
+    surgery = trainer.runner.surgery
+    trainer.runner.surgery = lambda gradients, generator: rows.append(len(gradients)) or surgery(gradients, generator)
+    step = trainer.epoch_plan(0)[0]
+    assert len(step) == 5
+    trainer.train_step(step)
+    assert rows == [3]

@@ -133,7 +133,7 @@ class StepRunner:
                 total = sum(terms.values())
                 self._backward(total + penalty if penalty is not None else total)
             else:
-                self._surgery_backward(terms, shared, step_number)
+                self._surgery_backward(self.balancer.by_task(terms), shared, step_number)
                 if penalty is not None:
                     self._backward(penalty)
                 shared_ids = {id(p) for p in shared}
@@ -152,7 +152,7 @@ class StepRunner:
                 self._skip(step_number, [task], [loss])
                 total = float("nan")
                 continue
-            term = self.balancer.terms({task: loss}, {task: len(indices)})[task]
+            term = sum(self.balancer.terms({task: loss}, {task: len(indices)}).values())
             penalty = self._penalty()
             self._backward(term + penalty if penalty is not None else term)
             self._update()

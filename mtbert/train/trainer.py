@@ -96,9 +96,13 @@ class Trainer:
             raise ValueError(f"train.pretrain_task {train.pretrain_task!r} is not one of data.tasks "
                              f"({', '.join(self.data)})")
         self.schedule = build_schedule(train.schedule, train.schedule_options)
+        if train.step_mode == "separate" and self.schedule.one_task_per_step:
+            raise ValueError(f"train.step_mode: separate has no effect with train.schedule: {train.schedule}, whose "
+                             "steps hold one task each (every update is already one task's); use a schedule whose "
+                             "steps hold several tasks (zipped, cycled, round_robin, interleaved, mixed)")
         kinds = {task: spec.kind for task, spec in self.model.specs.items()}
         kinds.update({a.name: a.kind for a in augmentations})
-        self.balancer = build_balancer(train.balancer, kinds).to(self.device)
+        self.balancer = build_balancer(train.balancer, kinds, {a.name: a.head_task for a in augmentations}).to(self.device)
         self.total_epochs = train.pretrain_epochs + train.epochs
         plans = [step for e in range(self.total_epochs) for step in self.epoch_plan(e)]
         if train.max_steps is not None:
