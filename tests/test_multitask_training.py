@@ -96,6 +96,31 @@ def test_separate_steps_make_one_update_per_task_batch(tmp_path, tiny_checkpoint
     assert max(int(s["step"]) for s in state.values()) == updates
 
 
+def test_interleaved_steps_combined_and_separate_differ(tmp_path, tiny_checkpoint, data_dir):
+    """Report 004's comparison: one update for the summed losses of a round (one batch of every task at
+    its interleaved size) against one update per task in turn, on the same plan."""
+    weights, updates = {}, {}
+    for mode in ("combined", "separate"):
+        config = tiny_config(tiny_checkpoint, data_dir, **{"train.schedule": "interleaved", "train.step_mode": mode,
+                                                           "train.max_steps": 3})
+        trainer = Trainer(config, tmp_path / mode)
+        plan = trainer.epoch_plan(0)[:3]
+        assert all([task for task, _ in step] == ["sst", "quora", "sts"] for step in plan)
+        for step in plan:
+            trainer.train_step(step)
+        weights[mode] = trainer.model.encoder.layers[0].attention.qkv.weight.detach().clone()
+        updates[mode] = trainer.lr_scheduler.last_epoch
+    assert updates == {"combined": 3, "separate": 9}
+    assert not torch.allclose(weights["combined"], weights["separate"])
+
+
+@pytest.mark.parametrize("schedule", ["shuffled", "sequential", "proportional", "temperature"])
+def test_separate_steps_with_one_task_per_step_are_refused(tmp_path, tiny_checkpoint, data_dir, schedule):
+    config = tiny_config(tiny_checkpoint, data_dir, **{"train.schedule": schedule, "train.step_mode": "separate"})
+    with pytest.raises(ValueError, match=f"has no effect with train.schedule: {schedule}, whose steps hold one task"):
+        Trainer(config, tmp_path / "run")
+
+
 def test_pretraining_phase_trains_one_task_first(tmp_path, tiny_checkpoint, data_dir):
     config = tiny_config(tiny_checkpoint, data_dir, **{"train.pretrain_task": "quora", "train.pretrain_epochs": 1,
                                                        "train.epochs": 1})
@@ -127,7 +152,8 @@ def test_bad_step_settings_are_named(tmp_path, tiny_checkpoint, data_dir):
     with pytest.raises(ValueError, match="train.step_mode must be one of combined, separate"):
         Trainer(tiny_config(tiny_checkpoint, data_dir, **{"train.step_mode": "parallel"}), tmp_path / "a")
     with pytest.raises(ValueError, match="does not apply with train.step_mode: separate"):
-        Trainer(tiny_config(tiny_checkpoint, data_dir, **{"train.step_mode": "separate", "train.surgery": "pcgrad"}),
+        Trainer(tiny_config(tiny_checkpoint, data_dir, **{"train.step_mode": "separate", "train.surgery": "pcgrad",
+                                                          "train.schedule": "zipped"}),
                 tmp_path / "b")
     with pytest.raises(ValueError, match="unknown loss balancer 'nash'"):
         Trainer(tiny_config(tiny_checkpoint, data_dir, **{"train.balancer": "nash"}), tmp_path / "c")

@@ -29,6 +29,7 @@ class BatchSchedule:
     """Base class: every task at the configured batch size; subclasses implement ``plan``."""
 
     registry_name = ""
+    one_task_per_step = False  # every step holds a single task's batch (so step_mode cannot matter)
 
     def batch_sizes(self, sizes: dict[str, int], batch_size: int) -> dict[str, int]:
         return {task: batch_size for task in sizes}
@@ -47,14 +48,18 @@ def _cycle(batches: list[list[int]], count: int, generator: torch.Generator) -> 
 
 
 def _round_robin(task_batches: TaskBatches, rounds: int) -> Plan:
-    """Task by task in the configured order, one batch each, ``rounds`` times; one task per step."""
-    return [[(task, batches[r])] for r in range(rounds) for task, batches in task_batches.items() if r < len(batches)]
+    """``rounds`` steps, each one batch of every task in the configured order (a task that has run out
+    sits the round out): report 004's training iteration, one update for the summed losses
+    (``step_mode: combined``) or one per task in turn (``separate``)."""
+    return [[(task, batches[r]) for task, batches in task_batches.items() if r < len(batches)] for r in range(rounds)]
 
 
 @register_schedule("shuffled")
 class Shuffled(BatchSchedule):
     """All tasks' batches in one random order, one task per step (report 002's best order).
     Epoch: every example of every task once."""
+
+    one_task_per_step = True
 
     def plan(self, task_batches: TaskBatches, generator: torch.Generator) -> Plan:
         steps = [[(task, batch)] for task, batches in task_batches.items() for batch in batches]
@@ -65,6 +70,8 @@ class Shuffled(BatchSchedule):
 class Sequential(BatchSchedule):
     """All batches of one task, then the next, in the configured task order (reports 000, 002).
     Epoch: every example of every task once."""
+
+    one_task_per_step = True
 
     def plan(self, task_batches: TaskBatches, generator: torch.Generator) -> Plan:
         return [[(task, batch)] for task, batches in task_batches.items() for batch in batches]
@@ -94,8 +101,8 @@ class Cycled(BatchSchedule):
 
 @register_schedule("round_robin")
 class RoundRobin(BatchSchedule):
-    """Tasks in turn, one batch each per step, the same number of batches for every task (report 004's
-    "rrobin"). Epoch: tasks × (batches of the smallest task) steps."""
+    """One batch of every task per step, the same number of batches for every task (report 004's
+    "rrobin"). Epoch: (batches of the smallest task) steps."""
 
     def plan(self, task_batches: TaskBatches, generator: torch.Generator) -> Plan:
         return _round_robin(task_batches, min(len(b) for b in task_batches.values()))
@@ -105,7 +112,8 @@ class RoundRobin(BatchSchedule):
 class Interleaved(BatchSchedule):
     """Round-robin with per-task batch sizes chosen so that every task has as many batches as the
     largest one has at the configured size; one epoch then covers every example of every task once
-    (report 004's "rrobin-full": all of Quora, smaller SST and STS batches)."""
+    (report 004's "rrobin-full": all of Quora, smaller SST and STS batches). Epoch: (batches of the
+    largest task) steps, each one batch of every task."""
 
     def batch_sizes(self, sizes: dict[str, int], batch_size: int) -> dict[str, int]:
         rounds = max(math.ceil(n / batch_size) for n in sizes.values())
@@ -122,6 +130,8 @@ class Proportional(BatchSchedule):
     ``{sst: 0.3, quora: 0.54, sts: 0.16}``, normalised; MT-DNN-style mixture weights) when a time budget
     should go to the task that needs the steps. A task's batches are used in order and reshuffled when
     used up. Epoch: as many steps as all tasks have batches."""
+
+    one_task_per_step = True
 
     def __init__(self, temperature: float = 1.0, shares: dict[str, float] | None = None):
         if temperature <= 0:
@@ -168,8 +178,8 @@ class Temperature(Proportional):
 @register_schedule("mixed")
 class Mixed(BatchSchedule):
     """Every step holds examples of every task, in proportion to the tasks' sizes (about ``batch_size``
-    in all), combined into one loss averaged over the step's examples (report 003; use it with
-    ``train.balancer: examples``). Epoch: every example of every task once (smaller tasks' last
+    in all), combined into one update (report 003, which averages each task's loss over its examples,
+    then the tasks: ``train.balancer: mean``; ``examples`` weighs the tasks by their share of the step). Epoch: every example of every task once (smaller tasks' last
     batches are cycled when rounding leaves them a batch short)."""
 
     def batch_sizes(self, sizes: dict[str, int], batch_size: int) -> dict[str, int]:
