@@ -230,3 +230,25 @@ def test_a_config_that_no_longer_loads_is_compared_as_written(tmp_path):
     (old / "config.yaml").write_text(yaml.safe_dump(config))
     differing, rows = collect([old, new])
     assert "train.retired_option" in differing and rows[0]["train.retired_option"] == 3
+
+
+def test_a_search_joining_a_study_of_another_space_kind_is_refused_before_any_trial(tmp_path, tiny_checkpoint,
+                                                                                     data_dir, capsys):
+    """Grid searches draw from choices; a random search over a range resumed in the same study failed
+    inside Optuna ("Cannot set different distribution kind"). The same choices resume fine."""
+    output = tmp_path / "study"
+    grid = {"sampler": "grid", "trials": 1, "space": {"train.lr": {"choices": [1e-3, 1e-2]}}}
+    assert main(["search", "--config", str(search_file(tmp_path, tiny_checkpoint, data_dir, **grid)),
+                 "--output-dir", str(output)]) == 0
+    ranged = {"sampler": "random", "trials": 1, "space": {"train.lr": {"low": 1e-4, "high": 1e-2, "log": True}}}
+    capsys.readouterr()
+    assert main(["search", "--config", str(search_file(tmp_path, tiny_checkpoint, data_dir, **ranged)),
+                 "--output-dir", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert "created by a grid search" in err and "already searched train.lr as CategoricalDistribution" in err
+    assert "FloatDistribution" in err and "Traceback" not in err
+    assert len(read_rows(output)) == 1  # nothing was run
+    same_choices = {"sampler": "random", "trials": 1, "space": {"train.lr": {"choices": [1e-3, 1e-2]}}}
+    assert main(["search", "--config", str(search_file(tmp_path, tiny_checkpoint, data_dir, **same_choices)),
+                 "--output-dir", str(output)]) == 0
+    assert [r["state"] for r in read_rows(output)] == ["complete", "complete"]

@@ -23,8 +23,10 @@ At the end the worker prints and saves the table of every trial in the study (``
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import fcntl
 import logging
 import time
 from pathlib import Path
@@ -116,6 +118,40 @@ def suggest(trial, name: str, space: ParameterSpace) -> Any:
     return trial.suggest_float(name, space.low, space.high, step=space.step, log=space.log)
 
 
+def distribution(space: ParameterSpace):
+    """The Optuna distribution ``suggest`` draws this field from."""
+    from optuna import distributions
+
+    if space.choices is not None:
+        return distributions.CategoricalDistribution(space.choices)
+    if space.type == "int":
+        return distributions.IntDistribution(int(space.low), int(space.high), log=space.log, step=int(space.step or 1))
+    return distributions.FloatDistribution(space.low, space.high, log=space.log, step=space.step)
+
+
+def check_compatible(study, search: SearchConfig, search_file: Path, storage: str) -> None:
+    """A study joined again (a resumed or extra worker) must search the same kind of space: Optuna
+    refuses a field drawn from choices in one trial and from a range in another deep inside a trial.
+    Say so before any trial, naming the field, what the study holds and what the file asks."""
+    from optuna.distributions import check_distribution_compatibility
+
+    created_by = study.user_attrs.get("sampler")
+    for trial in study.trials:
+        for name, space in search.space.items():
+            if name not in trial.distributions:
+                continue
+            wanted = distribution(space)
+            try:
+                check_distribution_compatibility(trial.distributions[name], wanted)
+            except ValueError as error:
+                raise ConfigError(
+                    f"{search_file}: study {study.study_name!r} in {storage}"
+                    f"{f' (created by a {created_by} search)' if created_by else ''} already searched {name} as "
+                    f"{type(trial.distributions[name]).__name__}, and this file asks for "
+                    f"{type(wanted).__name__} ({error}); use the same space, or another --output-dir or "
+                    f"--study-name") from None
+
+
 def make_sampler(search: SearchConfig):
     import optuna
 
@@ -174,6 +210,9 @@ def run_search(search_file: str | Path, output_dir: str | Path, trials: Optional
     storage = storage or f"sqlite:///{(output / 'study.db').resolve()}"
     name = study_name or Path(search_file).stem
     study = open_study(search, storage, name)
+    check_compatible(study, search, Path(search_file), storage)
+    if "sampler" not in study.user_attrs:
+        study.set_user_attr("sampler", search.sampler)
     base = [*search.overrides, *extra_overrides, "train.progress=false"]
 
     def objective(trial) -> float:
@@ -197,8 +236,9 @@ def run_search(search_file: str | Path, output_dir: str | Path, trials: Optional
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=search.trials, catch=())
-    rows = trial_rows(study, search)
-    write_table(output, rows)
+    with table_lock(output):  # workers finishing together: the last to write read the study last
+        rows = trial_rows(study, search)
+        write_table(output, rows)
     summary = {"study": name, "storage": storage, "trials": rows}
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
@@ -210,6 +250,17 @@ def run_search(search_file: str | Path, output_dir: str | Path, trials: Optional
         summary["best"] = {"number": best.number, "value": best.value, "params": best.params,
                            "recipe": str(output / "best.yaml")}
     return summary
+
+
+@contextlib.contextmanager
+def table_lock(output: Path):
+    """An exclusive lock on the output directory's table while the study is read and the table written."""
+    with open(output / ".trials.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def trial_rows(study, search: SearchConfig) -> list[dict]:
