@@ -6,8 +6,10 @@ Cost: two trainers built from the same recipe and seed, one plain and one with S
 take the same real batches in one process, alternately, step by step; the ratio of their summed step
 times (after two warm-up steps) is printed beside the arithmetic floor. The floor counts encoder passes
 in units of one forward F (a backward with weight gradients is 2F, one to the input only is F): plain
-3F; SMART with K ascent steps 3F (clean) + F (reference, no dropout) + K·2F (noised passes) + 3F
-(adversarial pass) + F (teacher) = (8 + 2K)F, i.e. 10/3 for K = 1.
+3F; SMART with K ascent steps 3F (clean, with dropout) + 3F (the proximal term's student without dropout,
+which is also R_s's reference) + F (teacher) + K·2F (noised passes) + 3F (adversarial pass) = (10 + 2K)F,
+i.e. 4x for K = 1. The regulariser's passes run in fp32 (``train.smart.precision: fp32``) while the
+clean pass runs in the run's precision, so under bf16 the measured ratio sits above this floor.
 
 Effect: short runs of the base multitask recipe (recipes/multitask-base.yaml) (first ``--limit`` examples of each split, one epoch),
 plain against SMART, dev scores and training seconds.
@@ -26,7 +28,8 @@ SMART = "train.smart={enabled: true}"
 
 
 def floor(steps: int, proximal: bool = True) -> float:
-    return (3 + 1 + 2 * steps + 3 + (1 if proximal else 0)) / 3
+    student_or_reference = 3 + 1 if proximal else 1  # the student (with its backward) and the teacher, or a reference
+    return (3 + student_or_reference + 2 * steps + 3) / 3
 
 
 def step_cost_ratio(limit: int, steps: int, output_root: str) -> dict:
