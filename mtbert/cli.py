@@ -28,11 +28,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import Trainer, default_run_dir
     from .train.distributed import close_world, current_world
 
-    overrides = list(args.set) + ([f"data.dir={args.data_dir}"] if args.data_dir else [])
+    overrides = list(args.set)
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").exists():
             raise FileNotFoundError(f"{run_dir / 'config.yaml'} not found: --resume takes a run directory")
+        if (run_dir / "results.json").exists() and not (run_dir / "checkpoint.pt").exists():
+            print(f"{run_dir} finished (results.json) and kept no checkpoint: nothing to resume")
+            return 0
         if args.config or args.variant:
             raise ValueError("--resume continues a run with its saved config.yaml; do not pass --config or --variant")
         config = load_config(run_dir / "config.yaml", overrides)
@@ -50,13 +53,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         # No name keeps the Trainer: close_world can then free it, and the process group it holds,
         # while the interpreter is fully alive.
-        results = Trainer(config, run_dir).train(resume=bool(args.resume))
+        results = Trainer(config, run_dir, data_dir=args.data_dir).train(resume=bool(args.resume))
         finished = True
     finally:
         close_world(finished)
     if world.is_main:
-        print(json.dumps(results, indent=2))
+        print(run_summary(results, run_dir))
     return 130 if results.get("interrupted") else 0
+
+
+def run_summary(results: dict, run_dir: Path) -> str:
+    """What a person wants to see when training ends; everything else is in results.json."""
+    if results.get("interrupted"):
+        return f"interrupted at step {results['step']}; continue with: mtbert train --resume {run_dir}"
+    best = results.get("best") or {}
+    metrics = [(key, value) for key, value in best.items()
+               if key not in ("step", "epoch", "split", "train_loss", "lr") and isinstance(value, (int, float))]
+    lines = [f"trained {results['steps']} steps in {results['train_seconds'] / 60:.1f} min "
+             f"({results['train_tokens_per_second']:,.0f} tokens/s, {results['precision']} on {results['device']})"]
+    if metrics:
+        lines.append(f"best dev, after step {best.get('step')} (epoch {best.get('epoch')}):")
+        width = max(len(key) for key, _ in metrics)
+        lines += [f"  {key:<{width}}  {value:.4f}" for key, value in metrics]
+    lines.append(f"model: {run_dir / 'best'}   predictions: {run_dir / 'predictions'}")
+    lines.append(f"all numbers: {run_dir / 'results.json'}; run directory {results.get('run_bytes', 0) / 2**20:,.0f} MiB")
+    return "\n".join(lines)
 
 
 def _load_model_and_precision(args: argparse.Namespace):
@@ -69,13 +90,17 @@ def _load_model_and_precision(args: argparse.Namespace):
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .config import resolve_data_dir
+    from .config import describe_data_dirs, resolve_data_dir
     from .evaluate import evaluate_split, prediction_file_name, write_predictions
     from .train.data import labelled_split, load_task_splits
 
     _setup_logging()
     model, precision = _load_model_and_precision(args)
-    data = load_task_splits(model, resolve_data_dir(args.data_dir), args.limit, splits=(args.split,))
+    data_dir = resolve_data_dir(args.data_dir, model.data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"data directory {data_dir} not found (places, first set wins: "
+                                f"{describe_data_dirs(args.data_dir, model.data_dir)}; the model's is where it was trained)")
+    data = load_task_splits(model, data_dir, args.limit, splits=(args.split,))
     metrics, predictions = evaluate_split(model, labelled_split(data, args.split), args.batch_size, precision,
                                         args.max_tokens)
     if args.output_dir:
@@ -147,8 +172,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mtbert")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtbert", description="Multitask fine-tuning of BERT encoders.")
+    parser.add_argument("--version", action="version", version=f"mtbert {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="fine-tune an encoder on one or more tasks")
@@ -160,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-dir", help="run directory (default runs/<name>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its checkpoint")
     train.add_argument("--overwrite", action="store_true", help="start again in a directory that holds a run")
-    train.add_argument("--data-dir", help="directory of the task files (sets data.dir; default $MTBERT_DATA_DIR or ./data)")
+    train.add_argument("--data-dir", help="directory of the task files (before $MTBERT_DATA_DIR, the config's "
+                       "data.dir and ./data)")
     train.set_defaults(handler=cmd_train)
 
     for name, handler, help_text in (("evaluate", cmd_evaluate, "score a trained model on a labelled split"),
@@ -168,19 +204,21 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--model", required=True, help="a model directory (a run's best/)")
         command.add_argument("--base", help="for a delta model whose base encoder has moved: its directory now")
-        command.add_argument("--device", default="auto")
-        command.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+        command.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+        command.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                             help="autocast: auto is bf16 on a CPU with native bf16 and on CUDA, else fp32")
         command.add_argument("--batch-size", type=int, default=128, help="most examples per batch")
         command.add_argument("--max-tokens", type=int, default=None,
                              help="most padded tokens per batch (0: no cap; default 1024 on CPU, no cap on a GPU)")
         command.set_defaults(handler=handler)
         if name == "evaluate":
-            command.add_argument("--data-dir", help="directory of the task files (default $MTBERT_DATA_DIR or ./data)")
+            command.add_argument("--data-dir", help="directory of the task files (before $MTBERT_DATA_DIR, the "
+                                 "directory the model was trained on, and ./data)")
             command.add_argument("--split", default="dev", choices=["train", "dev"])
             command.add_argument("--limit", type=int, help="first N examples per task")
             command.add_argument("--output-dir", help="also write leaderboard prediction files here")
         else:
-            command.add_argument("--task", required=True)
+            command.add_argument("--task", required=True, help="one of the model's tasks, e.g. sst, quora, sts")
             command.add_argument("--text", action="append", help="a sentence (repeatable)")
             command.add_argument("--text-pair", action="append", help="the second sentence, for pair tasks")
             command.add_argument("--input", help="a file in the task's format (its label column is not needed)")
@@ -197,12 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(handler=cmd_search)
 
     report = commands.add_parser("report", help="an HTML report with figures of one run")
-    report.add_argument("run_dir")
+    report.add_argument("run_dir", help="a run directory (what mtbert train wrote)")
     report.add_argument("--output", help="directory for report.html and the PNGs (default RUN_DIR/report)")
     report.set_defaults(handler=cmd_report)
 
     compare = commands.add_parser("compare", help="one table of several runs: config differences, metrics, time")
-    compare.add_argument("run_dirs", nargs="+")
+    compare.add_argument("run_dirs", nargs="+", help="run directories to put side by side")
     compare.add_argument("--html", help="also write the table as an HTML page")
     compare.add_argument("--by-seed", action="store_true",
                          help="one row per setting: runs that differ only in train.seed as mean ± sd")

@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 import yaml
 
 DATA_DIR_ENV = "MTBERT_DATA_DIR"
+KEEP_CHECKPOINT = ("last", "none")
 
 
 class ConfigError(ValueError):
@@ -54,7 +55,8 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    dir: str = ""                     # "" = $MTBERT_DATA_DIR, else ./data; --data-dir sets this field
+    dir: str = ""                     # where the task files are; --data-dir and $MTBERT_DATA_DIR come first
+                                      #   (see resolve_data_dir); relative to the config file's folder
     tasks: list[str] = dataclasses.field(default_factory=lambda: ["sst", "quora", "sts"])
     limit: Optional[int] = None       # first N examples of each split (smoke runs)
     eval_limit: Optional[int] = None  # first N examples of dev and test only (quick comparisons; overrides limit there)
@@ -133,6 +135,8 @@ class TrainConfig:
                                       #   shared out among a machine's processes under torchrun)
     compile: bool = False             # torch.compile the encoder (dynamic shapes: bucketed lengths vary)
     checkpoint_every: int = 500       # optimizer steps between resumable checkpoints (0 = epoch ends only)
+    keep_checkpoint: str = "last"     # last: keep checkpoint.pt when the run ends | none: remove it once the run
+                                      #   finished cleanly (best/, predictions and results stay; ~3x best/ on disk)
     eval_every_epoch: bool = True
     eval_every: int = 0               # optimizer steps between extra dev evaluations within an epoch (0 = none);
                                       #   each one can become best/, as an epoch end's can
@@ -147,6 +151,9 @@ class TrainConfig:
                 raise ConfigError(f"train.{name}: must be 1 or more, got {getattr(self, name)}")
         if self.eval_every < 0:
             raise ConfigError(f"train.eval_every: must be 0 (epoch ends only) or more, got {self.eval_every}")
+        if self.keep_checkpoint not in KEEP_CHECKPOINT:
+            raise ConfigError(f"train.keep_checkpoint: must be one of {', '.join(KEEP_CHECKPOINT)}, got "
+                              f"{self.keep_checkpoint!r}")
         if self.eval_max_tokens is not None and self.eval_max_tokens < 0:
             raise ConfigError(f"train.eval_max_tokens: must be 0 (no cap) or more, got {self.eval_max_tokens}")
 
@@ -165,13 +172,47 @@ class ExperimentConfig:
     def save(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
 
-    def resolved_data_dir(self) -> Path:
-        return resolve_data_dir(self.data.dir)
+    def resolved_data_dir(self, flag: Optional[str] = None) -> Path:
+        """``flag`` (--data-dir), else ``data.dir`` (which load_config has set from the environment
+        unless the file's was replaced by --set), else ./data."""
+        return resolve_data_dir(flag, self.data.dir, environment=False)
 
 
-def resolve_data_dir(explicit: Optional[str] = None) -> Path:
-    """An explicit directory wins; then $MTBERT_DATA_DIR; then ./data."""
-    return Path(explicit or os.environ.get(DATA_DIR_ENV) or "data")
+def data_dir_candidates(flag: Optional[str] = None, configured: Optional[str] = None,
+                        environment: bool = True) -> list[tuple[str, str]]:
+    """Where the task files may be, in order of precedence, with where each came from: the command
+    line's ``--data-dir``, then ``$MTBERT_DATA_DIR`` (this machine's data), then the config's (or a
+    saved model's) ``data.dir``, then ``./data``. The environment beats a config file because a
+    recipe cannot know where a machine keeps its data, and the person who set the variable does;
+    ``load_config`` applies that rule itself (a ``--set data.dir`` still beats the environment), so a
+    loaded config's ``data.dir`` is asked with ``environment=False``."""
+    places = [("--data-dir", flag), (f"${DATA_DIR_ENV}", os.environ.get(DATA_DIR_ENV) if environment else None),
+              ("data.dir", configured), ("the default", "data")]
+    return [(source, value) for source, value in places if value]
+
+
+def resolve_data_dir(flag: Optional[str] = None, configured: Optional[str] = None, environment: bool = True) -> Path:
+    """The first of ``data_dir_candidates`` (the highest-precedence place that is set), made absolute."""
+    return Path(data_dir_candidates(flag, configured, environment)[0][1]).expanduser().resolve()
+
+
+def describe_data_dirs(flag: Optional[str] = None, configured: Optional[str] = None, environment: bool = True) -> str:
+    """Every place looked at, for an error: "--data-dir unset; $MTBERT_DATA_DIR /x (used); ..."."""
+    candidates = data_dir_candidates(flag, configured, environment)
+    chosen, given = candidates[0][0], dict(candidates)
+    sources = ["--data-dir", f"${DATA_DIR_ENV}", "data.dir", "the default"]
+    parts = []
+    for source in sources:
+        value = given.get(source)
+        if source == f"${DATA_DIR_ENV}" and not environment:
+            value = os.environ.get(DATA_DIR_ENV)
+            parts.append(f"{source} {value} (it replaces a config file's data.dir)" if value else f"{source} unset")
+            continue
+        parts.append(f"{source} {value}{' (used)' if source == chosen else ''}" if value else f"{source} unset")
+    return "; ".join(parts)
+
+
+PATH_FIELDS = (("data", "dir"), ("model", "init_from"), ("output_dir",))  # paths a config file may give
 
 
 def _plain(value: Any) -> Any:
@@ -271,6 +312,27 @@ def _merge(base: dict, override: dict) -> dict:
     return merged
 
 
+def resolve_relative_paths(values: dict, folder: Path, only: Optional[tuple] = None) -> None:
+    """Make the path fields of raw config ``values`` absolute against ``folder``: a config file's
+    against its own folder (so a recipe works from any working directory), a ``--set`` value against
+    the working directory. ``model.name`` becomes a path only when that path exists: otherwise it is
+    an embedded name or a hub id."""
+    fields = [only] if only else [*PATH_FIELDS, ("model", "name")]
+    for keys in fields:
+        node = values
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or not isinstance(node.get(keys[-1]), str) or not node[keys[-1]]:
+            continue
+        value = Path(node[keys[-1]]).expanduser()
+        if value.is_absolute():
+            continue
+        candidate = (folder / value).resolve()
+        if keys == ("model", "name") and not candidate.exists():
+            continue
+        node[keys[-1]] = str(candidate)
+
+
 def read_yaml_mapping(path: Path) -> dict:
     """A YAML file whose top level is a mapping, or a ConfigError naming the file."""
     if not path.exists():
@@ -292,13 +354,20 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
     if path is not None:
         path = Path(path)
         values = apply_variants(_merge(values, read_yaml_mapping(path)), variants, str(path))
+        resolve_relative_paths(values, path.parent)
     elif variants:
         raise ConfigError("variants need a recipe file that defines them")
+    if os.environ.get(DATA_DIR_ENV):  # this machine's data beats a file's data.dir; --set beats it, below
+        values.setdefault("data", {})
+        if isinstance(values["data"], dict):
+            values["data"]["dir"] = str(Path(os.environ[DATA_DIR_ENV]).expanduser().resolve())
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=3e-5")
         key, raw = item.split("=", 1)
         _set_path(values, key.strip(), raw.strip())
+        if tuple(key.strip().split(".")) in PATH_FIELDS + (("model", "name"),):
+            resolve_relative_paths(values, Path.cwd(), only=tuple(key.strip().split(".")))
     where = str(path) if path is not None else "config"
     try:
         return build_dataclass(ExperimentConfig, values, "")

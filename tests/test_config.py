@@ -54,15 +54,36 @@ def test_bad_files(tmp_path):
         load_config(tmp_path / "unknown.yaml")
 
 
-def test_data_dir_precedence(monkeypatch, tmp_path):
-    from mtbert.config import DATA_DIR_ENV, resolve_data_dir
+def test_data_dir_precedence_flag_then_set_then_environment_then_file_then_default(monkeypatch, tmp_path):
+    from mtbert.config import DATA_DIR_ENV, describe_data_dirs, resolve_data_dir
 
+    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    assert load_config(None).resolved_data_dir() == Path("data")
-    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
-    assert load_config(None).resolved_data_dir() == tmp_path
-    assert load_config(None, ["data.dir=explicit"]).resolved_data_dir() == Path("explicit")
-    assert resolve_data_dir("flag") == Path("flag")
+    (tmp_path / "r.yaml").write_text("data: {dir: from-file}\n")
+    assert load_config(None).resolved_data_dir() == tmp_path / "data"
+    assert load_config(tmp_path / "r.yaml").resolved_data_dir() == tmp_path / "from-file"
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "env"))
+    assert load_config(tmp_path / "r.yaml").resolved_data_dir() == tmp_path / "env"
+    assert load_config(None).resolved_data_dir() == tmp_path / "env"
+    assert load_config(tmp_path / "r.yaml", ["data.dir=explicit"]).resolved_data_dir() == tmp_path / "explicit"
+    assert load_config(tmp_path / "r.yaml", ["data.dir=explicit"]).resolved_data_dir("flag") == tmp_path / "flag"
+    assert resolve_data_dir(None, "/saved/model/data") == tmp_path / "env"  # a saved model's place: env first
+    described = describe_data_dirs(None, "/somewhere")
+    assert described == (f"--data-dir unset; ${DATA_DIR_ENV} {tmp_path / 'env'} (used); "
+                         "data.dir /somewhere; the default data")
+
+
+def test_relative_paths_in_a_config_file_are_its_folders_and_in_set_the_working_directorys(monkeypatch, tmp_path):
+    monkeypatch.delenv("MTBERT_DATA_DIR", raising=False)
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "r.yaml").write_text("data: {dir: ../data}\nmodel: {init_from: ../runs/a/best}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(tmp_path / "recipes" / "r.yaml")
+    assert config.data.dir == str(tmp_path / "data") and config.model.init_from == str(tmp_path / "runs/a/best")
+    assert config.model.name == "all-MiniLM-L6-v2"  # a name, not a path: left alone
+    assert load_config(tmp_path / "recipes" / "r.yaml", ["data.dir=mine"]).data.dir == str(elsewhere / "mine")
 
 
 @pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.yaml")))

@@ -34,7 +34,7 @@ def test_evaluations_fall_every_n_steps_and_at_epoch_ends_and_best_is_the_best_o
     assert main(args) == 0
     records = dev_records(run)
     assert [r["step"] for r in records] == EXPECTED_STEPS
-    assert [r["epoch"] for r in records] == [0, 0, 0, 1, 1, 1]
+    assert [r["epoch"] for r in records] == [1, 1, 1, 2, 2, 2]
     assert len({r["composite"] for r in records}) > 1  # the model changed between them
 
     best = max(records, key=lambda r: r["composite"])

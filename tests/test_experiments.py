@@ -57,6 +57,16 @@ def test_a_tiny_search_writes_its_table_and_best_recipe(tmp_path, tiny_checkpoin
     assert best.train.lr == pytest.approx(float(best_row["train.lr"]))
     assert best.model.heads["sts"].type == best_row["model.heads.sts.type"]
     assert (output / "trials.md").exists() and (Path(best_row["run_dir"]) / "results.json").exists()
+    # only the best trial keeps its model; no trial keeps a checkpoint
+    assert [(Path(r["run_dir"]) / "best").exists() for r in rows] == [r is best_row for r in rows]
+    assert not any((Path(r["run_dir"]) / "checkpoint.pt").exists() for r in rows)
+    assert all((Path(r["run_dir"]) / "predictions").is_dir() for r in rows)
+
+
+def test_the_shipped_search_file_is_valid():
+    search, recipe = search_module.load_search(REPO / "recipes" / "search" / "quickstart.yaml")
+    assert recipe.resolve() == (REPO / "recipes" / "quickstart.yaml").resolve()
+    assert search.keep == "best" and set(search.space) == {"train.lr", "train.warmup_ratio", "train.batch_size"}
 
 
 def test_grid_search_stops_when_the_grid_is_done(tmp_path, tiny_checkpoint, data_dir):

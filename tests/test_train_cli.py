@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -45,8 +46,10 @@ def test_train_writes_every_promised_file(trained_run):
         assert (trained_run / name).exists(), name
     for name in PREDICTION_FILES:
         assert (trained_run / "predictions" / name).exists(), name
-    records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
-    assert len(records) == 2
+    lines = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    records = [r for r in lines if r["split"] == "dev"]
+    assert len(records) == 2 and [r["epoch"] for r in records] == [1, 2]
+    assert [(r["split"], r["step"]) for r in lines if r["split"] == "train"] == [("train", 18)]  # the last step
     for record in records:
         assert {"step", "epoch", "split", "sst_acc", "quora_acc", "sts_pearson", "composite"} <= set(record)
         expected = (record["sst_acc"] + record["quora_acc"] + (record["sts_pearson"] + 1) / 2) / 3
@@ -182,3 +185,81 @@ def test_wrong_head_shapes_are_refused(trained_run, tmp_path):
     save_file(heads, str(copy / "heads.safetensors"))
     with pytest.raises(CheckpointError, match=r"sst.output.weight: file \(3, 32\) vs model \(5, 32\)"):
         MultitaskModel.from_pretrained(copy)
+
+
+def test_train_from_another_directory_then_evaluate_best_without_data_dir(tmp_path, tiny_checkpoint, data_dir,
+                                                                          monkeypatch, capsys):
+    """The recipe's paths are its folder's, the run records its data directory, and evaluate on best/
+    finds the data there, from any working directory, with no --data-dir or $MTBERT_DATA_DIR."""
+    from mtbert.config import DATA_DIR_ENV
+
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    recipe = Path("recipes/quickstart.yaml").resolve()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    overrides = [o for o in tiny_overrides(tiny_checkpoint, data_dir, **{"train.epochs": 1}) if not o.startswith("data.dir")]
+    args = ["train", "--config", str(recipe), "--output-dir", "run", "--data-dir", str(data_dir)]
+    for item in overrides:
+        args += ["--set", item]
+    assert main(args) == 0
+    assert load_config(elsewhere / "run" / "config.yaml").data.dir == str(data_dir.resolve())
+    later = tmp_path / "later"
+    later.mkdir()
+    monkeypatch.chdir(later)
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(elsewhere / "run" / "best"), "--limit", "24"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    recorded = [json.loads(line) for line in (elsewhere / "run" / "metrics.jsonl").read_text().splitlines()
+                if '"dev"' in line][-1]
+    assert evaluated["composite"] == pytest.approx(recorded["composite"], abs=1e-6)
+
+
+def test_a_data_directory_that_is_nowhere_names_every_place_looked(tmp_path, tiny_checkpoint, data_dir, monkeypatch,
+                                                                   capsys):
+    from mtbert.config import DATA_DIR_ENV
+
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "missing"))
+    args = ["train", "--config", "recipes/quickstart.yaml", "--output-dir", str(tmp_path / "run")]
+    for item in tiny_overrides(tiny_checkpoint, data_dir):
+        if not item.startswith("data.dir"):  # the recipe's own data.dir, replaced by the environment
+            args += ["--set", item]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"data directory {tmp_path / 'missing'} not found" in err
+    assert f"--data-dir unset; ${DATA_DIR_ENV} {tmp_path / 'missing'} (it replaces a config file's data.dir)" in err
+    assert f"data.dir {tmp_path / 'missing'} (used)" in err
+
+
+def test_keep_checkpoint_none_leaves_no_checkpoint_and_the_model_still_serves(tmp_path, tiny_checkpoint, data_dir,
+                                                                              capsys):
+    run = tmp_path / "run"
+    args = ["train", "--config", "recipes/quickstart.yaml", "--output-dir", str(run)]
+    for item in tiny_overrides(tiny_checkpoint, data_dir, **{"train.keep_checkpoint": "none", "train.epochs": 1}):
+        args += ["--set", item]
+    assert main(args) == 0
+    assert not (run / "checkpoint.pt").exists() and (run / "best" / "mtbert.json").exists()
+    results = json.loads((run / "results.json").read_text())
+    on_disk = sum(f.stat().st_size for f in run.rglob("*") if f.is_file() and f.name != "results.json")
+    assert results["run_bytes"] == on_disk
+    assert main(["evaluate", "--model", str(run / "best"), "--limit", "24"]) == 0
+    assert main(["predict", "--model", str(run / "best"), "--task", "sst", "--text", "A gorgeous film."]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 0
+    assert "nothing to resume" in capsys.readouterr().out
+
+
+def test_train_ends_with_a_short_summary_not_the_results_json(trained_run, tiny_checkpoint, data_dir, tmp_path,
+                                                             capsys):
+    run = tmp_path / "summary"
+    args = ["train", "--config", "recipes/quickstart.yaml", "--output-dir", str(run)]
+    for item in tiny_overrides(tiny_checkpoint, data_dir, **{"train.epochs": 1}):
+        args += ["--set", item]
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("trained 9 steps in ") and "composite" in out and "results.json" in out
+    assert len(out.splitlines()) <= 10
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("mtbert ")

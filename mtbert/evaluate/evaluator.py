@@ -6,6 +6,7 @@ import dataclasses
 from typing import Optional
 
 import torch
+from tqdm.auto import tqdm
 
 from ..multitask import MultitaskModel, TaskFeatures, collate, sorted_batches
 from ..tasks import METRICS, composite_score, metric_key, predictions_from_outputs
@@ -39,15 +40,18 @@ def default_eval_max_tokens(device: torch.device) -> int:
 
 @torch.no_grad()
 def head_outputs(model: MultitaskModel, features: TaskFeatures, batch_size: int, precision: Precision,
-                 max_tokens: Optional[int] = None) -> torch.Tensor:
+                 max_tokens: Optional[int] = None, progress: Optional[bool] = None) -> torch.Tensor:
     """The head's raw outputs for every example, in example order (fp32, on the CPU). The batches'
-    outputs stay on the device until the end: one copy back, not one wait per batch."""
+    outputs stay on the device until the end: one copy back, not one wait per batch. ``progress``: a
+    bar per task (None: only on a terminal)."""
     model.eval()
     if max_tokens is None:
         max_tokens = default_eval_max_tokens(precision.device)
     order: list[int] = []
     results = []
-    for indices in sorted_batches(features.lengths, batch_size, max_tokens):
+    batches = sorted_batches(features.lengths, batch_size, max_tokens)
+    for indices in tqdm(batches, desc=features.spec.name, unit="batch", leave=False, dynamic_ncols=True,
+                        disable=(None if progress is None else not progress)):
         batch = collate(features, indices, model.tokenizer.pad_token_id).to(precision.device)
         with precision.autocast():
             results.append(model(batch).scores.float())
@@ -61,28 +65,29 @@ def head_outputs(model: MultitaskModel, features: TaskFeatures, batch_size: int,
 
 
 def predict_features(model: MultitaskModel, features: TaskFeatures, batch_size: int,
-                     precision: Precision, max_tokens: Optional[int] = None) -> TaskPredictions:
+                     precision: Precision, max_tokens: Optional[int] = None,
+                     progress: Optional[bool] = None) -> TaskPredictions:
     """Predictions for one task split. A task with pair order ``both`` gets the mean of the head's
     outputs (logits or scores) over the pairs as given and swapped."""
     spec = features.spec
-    stacked = head_outputs(model, features, batch_size, precision, max_tokens)
+    stacked = head_outputs(model, features, batch_size, precision, max_tokens, progress)
     if model.pair_order(spec.name) == "both" and len(features):
         swapped = features.oriented([True] * len(features))
-        stacked = (stacked + head_outputs(model, swapped, batch_size, precision, max_tokens)) / 2
+        stacked = (stacked + head_outputs(model, swapped, batch_size, precision, max_tokens, progress)) / 2
     predictions = predictions_from_outputs(stacked, spec).tolist() if len(stacked) else []
     labels = features.labels.tolist() if features.labels is not None else None
     return TaskPredictions(spec.name, [e.id for e in features.examples], predictions, labels, stacked)
 
 
 def evaluate_split(model: MultitaskModel, features_by_task: dict[str, TaskFeatures], batch_size: int,
-                   precision: Precision, max_tokens: Optional[int] = None
+                   precision: Precision, max_tokens: Optional[int] = None, progress: Optional[bool] = None
                    ) -> tuple[dict[str, float], dict[str, TaskPredictions]]:
     """Metrics of every task on one labelled split, plus the composite over them."""
     metrics: dict[str, float] = {}
     predictions: dict[str, TaskPredictions] = {}
     metric_names = {}
     for task, features in features_by_task.items():
-        result = predict_features(model, features, batch_size, precision, max_tokens)
+        result = predict_features(model, features, batch_size, precision, max_tokens, progress)
         predictions[task] = result
         metric = model.specs[task].metric
         metric_names[task] = metric

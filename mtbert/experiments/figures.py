@@ -15,7 +15,7 @@ def _pyplot():
     return plt
 
 
-def training_curves(train: list[dict], dev: list[dict], metric_keys: list[str]):
+def training_curves(train: list[dict], dev: list[dict], metric_keys: list[str], log_every=None):
     """Training loss over steps (each logged step and the epoch's running mean) beside the dev metrics."""
     plt = _pyplot()
     figure, (loss_axis, dev_axis) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -25,7 +25,8 @@ def training_curves(train: list[dict], dev: list[dict], metric_keys: list[str]):
         loss_axis.plot(steps, [r["mean_loss"] for r in train], lw=1.8, label="epoch mean so far")
         loss_axis.legend()
     else:
-        loss_axis.text(0.5, 0.5, "no training records (train.log_every: 0)", ha="center", transform=loss_axis.transAxes)
+        loss_axis.text(0.5, 0.5, f"no training records (train.log_every: {log_every})", ha="center",
+                       transform=loss_axis.transAxes)
     loss_axis.set(title="training loss", xlabel="step", ylabel="loss")
     for key in metric_keys + ["composite"]:
         points = [(r["step"], r[key]) for r in dev if key in r]

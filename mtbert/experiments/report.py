@@ -86,7 +86,8 @@ class Report:
     def build(self) -> "Report":
         metric_keys = sorted({k for r in self.dev_records for k in r
                               if k not in ("step", "epoch", "split", "composite", "train_loss", "lr")})
-        self.figures["curves"] = figures.training_curves(self.train_records, self.dev_records, metric_keys)
+        self.figures["curves"] = figures.training_curves(self.train_records, self.dev_records, metric_keys,
+                                                           (self.config.get("train") or {}).get("log_every"))
         self.sections.append(self._figure_section("Training", "curves"))
         for spec in self.specs:
             path = analysis_file(self.run_dir, spec.name)
@@ -183,7 +184,7 @@ def write_report(run_dir: str | Path, output: Optional[str | Path] = None) -> Pa
 
 def _number(value) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}" if not value.is_integer() else str(int(value))
+        return f"{value:.4g}" if not value.is_integer() else str(int(value))  # 3.3e-05, 0.8373, 12.5
     return str(value)
 
 

@@ -97,6 +97,7 @@ class MultitaskModel(nn.Module):
         self.selection: dict[str, torch.Tensor] = {}
         self.carried_changes: Changes = {}
         self.save_mode = "auto"
+        self.data_dir: Optional[str] = None  # where it was trained: evaluate and predict look there by default
 
     def encoding(self, task: str) -> str:
         return self.heads[task].encoding
@@ -223,6 +224,7 @@ class MultitaskModel(nn.Module):
             "heads": self.head_settings,
             "peft": {name: method.settings() for name, method in self.peft.items()},
             "base": base,
+            "data_dir": self.data_dir,
         }
         (directory / "mtbert.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
 
@@ -265,6 +267,7 @@ class MultitaskModel(nn.Module):
         model.load_heads(load_file(str(heads_file)), str(heads_file))
         model.base = delta["name"] if delta else base_reference(str(directory))
         model.carried_changes = changes
+        model.data_dir = description.get("data_dir")
         return model
 
     def task_state(self) -> dict[str, torch.Tensor]:

@@ -31,7 +31,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..config import ExperimentConfig
+from ..config import ConfigError, ExperimentConfig, describe_data_dirs
 from ..evaluate import (TaskPredictions, analysis_file, evaluate_split, predict_features, prediction_file_name,
                         write_analysis, write_predictions)
 from ..multitask import (MultitaskModel, Plan, TaskFeatures, build_balancer, build_schedule, build_surgery,
@@ -62,7 +62,8 @@ class Trainer:
     (a search prunes trials there by raising)."""
 
     def __init__(self, config: ExperimentConfig, run_dir: Path, callbacks: Sequence[Callback] = (),
-                 eval_callbacks: Sequence[Callable[["Trainer", dict], None]] = ()):
+                 eval_callbacks: Sequence[Callable[["Trainer", dict], None]] = (), data_dir: Optional[str] = None):
+        """``data_dir``: a directory that beats ``$MTBERT_DATA_DIR`` and the config's (``--data-dir``)."""
         self.config = config
         self.run_dir = Path(run_dir)
         self.callbacks = list(callbacks)
@@ -74,11 +75,17 @@ class Trainer:
         if train.num_threads or self.world.distributed:
             torch.set_num_threads(train.num_threads or threads_per_process(self.world))
         self.precision = resolve_precision(train.precision, self.device)
+        self.bars: Optional[bool] = None if train.progress and self.world.is_main else False  # None: on a terminal
         torch.manual_seed(train.seed)
         self.model: MultitaskModel = build_model(config).to(self.device)
         if train.compile:
             self.model.encoder.compile(dynamic=True)  # in place: parameter names (and checkpoints) unchanged
-        data_dir = config.resolved_data_dir()
+        flag, data_dir = data_dir, config.resolved_data_dir(data_dir)
+        if not data_dir.is_dir():
+            raise ConfigError(f"data directory {data_dir} {'is not a directory' if data_dir.exists() else 'not found'}"
+                              f" (places, first set wins: {describe_data_dirs(flag, config.data.dir, environment=False)})")
+        config.data.dir = str(data_dir)  # the run records where its data was; evaluate and predict use it
+        self.model.data_dir = str(data_dir)
         self.data: dict[str, TaskSplits] = load_task_splits(self.model, data_dir, config.data.limit,
                                                             shrink=config.data.shrink, seed=train.seed,
                                                             tasks=config.data.tasks, eval_limit=config.data.eval_limit)
@@ -257,12 +264,12 @@ class Trainer:
         dev = labelled_split(self.data, "dev")
         with self.averaged():
             metrics, predictions = evaluate_split(self.model, dev, self.config.train.eval_batch_size,
-                                                  self.precision, self.config.train.eval_max_tokens)
-        record = {"step": self.step, "epoch": self.epoch, "split": "dev", **metrics,
+                                                  self.precision, self.config.train.eval_max_tokens, self.bars)
+        record = {"step": self.step, "epoch": self.epoch + 1, "split": "dev", **metrics,
                   "train_loss": train_loss, "lr": self.lr_scheduler.get_last_lr()[0]}
         self.run_log.record(record)
         summary = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-        log.info("step %d epoch %d dev: %s", self.step, self.epoch, summary)
+        log.info("step %d epoch %d dev: %s", self.step, self.epoch + 1, summary)
         if metrics["composite"] > self.best_score:
             self.best_score = metrics["composite"]
             self.best_dev = predictions
@@ -298,7 +305,7 @@ class Trainer:
                 result = known_dev.get(features.spec.name) if split == "dev" else None
                 if result is None:
                     result = predict_features(model, features, self.config.train.eval_batch_size, self.precision,
-                                              self.config.train.eval_max_tokens)
+                                              self.config.train.eval_max_tokens, self.bars)
                 path = self.run_dir / "predictions" / prediction_file_name(features.spec, split)
                 write_predictions(path, features.spec, result.ids, result.predictions)
                 if split == "dev" and result.labels is not None:
@@ -351,8 +358,9 @@ class Trainer:
         log.info("epoch %d (%s schedule): %d steps; examples per task: %s", self.epoch + 1,
                  self.config.train.schedule, len(plan), ", ".join(f"{t} {n}" for t, n in counts.items() if n))
         show = self.config.train.progress and self.world.is_main
-        bar = tqdm(total=len(plan), initial=self.position, desc=f"epoch {self.epoch + 1}", disable=not show,
-                   dynamic_ncols=True, leave=False)
+        last = min(len(plan), self.position + self.total_steps - self.step)  # where this epoch's training ends
+        bar = tqdm(total=last, initial=self.position, desc=f"epoch {self.epoch + 1}/{self.total_epochs}",
+                   disable=not show, dynamic_ncols=True, leave=False)
         started, tokens_at_start = time.perf_counter(), self.counters["real_tokens"]
         while self.position < len(plan) and self.step < self.total_steps:
             step = plan[self.position]
@@ -370,8 +378,8 @@ class Trainer:
             tokens_per_second = (self.counters["real_tokens"] - tokens_at_start) / max(elapsed, 1e-9)
             bar.set_postfix(loss=f"{loss:.3f}", task=task, tok_s=f"{tokens_per_second:.0f}")
             every = self.config.train.log_every
-            if every and self.step % every == 0:
-                self.run_log.record({"step": self.step, "epoch": self.epoch, "split": "train", "loss": loss,
+            if every and (self.step % every == 0 or self.step == self.total_steps):  # and the run's last step
+                self.run_log.record({"step": self.step, "epoch": self.epoch + 1, "split": "train", "loss": loss,
                                      "mean_loss": self.mean_epoch_loss(), "lr": self.lr_scheduler.get_last_lr()[0]},
                                     scalars={"tokens_per_second": tokens_per_second})
                 log.info("step %d/%d epoch %d: mean loss %.4f, %.0f tokens/s", self.step, self.total_steps,
@@ -441,9 +449,16 @@ class Trainer:
         }
         if self.world.distributed:
             results["processes"] = self.world.size
+        if self.config.train.keep_checkpoint == "none":
+            (self.run_dir / STATE_FILE).unlink(missing_ok=True)
+        results["run_bytes"] = directory_bytes(self.run_dir)  # what the run leaves on disk (results.json aside)
         (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         self.world.barrier()
         return results
+
+
+def directory_bytes(directory: Path) -> int:
+    return sum(f.stat().st_size for f in Path(directory).rglob("*") if f.is_file())
 
 
 def default_run_dir(config: ExperimentConfig, output_dir: Optional[str]) -> Path:
