@@ -8,7 +8,8 @@ own result stays.
 Wall time covers everything a user waits for: loading, tokenizing, training, dev evaluation each
 epoch, and writing the dev and test prediction files. The reference row is quoted, not measured here:
 single-task fine-tuning of the same encoder with Hugging Face transformers (3 epochs SST, 2 Quora,
-4 STS, lr 5e-5, batch 32, bf16), as reported in issue 3 from a Sapphire Rapids CPU with AMX.
+4 STS, lr 5e-5, batch 32, bf16), as reported from a Sapphire Rapids CPU with AMX (benchmarks/hf_reference.py
+re-measures it).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main() -> None:
         ["mtbert quickstart (one multitask model)", f"{best['sst_acc']:.3f}", f"{best['quora_acc']:.3f}",
          f"{best['sts_pearson']:.3f}", f"{best['composite']:.3f}", f"{wall / 60:.1f} min",
          f"{100 * results['padding_share']:.1f}%"],
-        ["reference: 3 single-task HF runs (issue 3, other machine)", f"{REFERENCE['sst_acc']:.3f}",
+        ["reference: 3 single-task HF runs (quoted, other machine)", f"{REFERENCE['sst_acc']:.3f}",
          f"{REFERENCE['quora_acc']:.3f}", f"{REFERENCE['sts_pearson']:.3f}", f"{reference_composite:.3f}",
          "~20 min (AMX CPU, bf16)", "51-58%"],
     ]
