@@ -128,6 +128,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise ValueError("pass --text (and --text-pair for pair tasks) or --input FILE")
         if spec.is_pair and len(args.text_pair or []) != len(args.text):
             raise ValueError(f"task {spec.name!r} takes sentence pairs: give one --text-pair per --text")
+        if not spec.is_pair and args.text_pair:
+            raise ValueError(f"task {spec.name!r} takes one sentence: --text-pair does not apply")
         pairs = args.text_pair or [None] * len(args.text)
         examples = [Example(str(i), (t,) if p is None else (t, p), None, 0) for i, (t, p) in enumerate(zip(args.text, pairs))]
     features = model.featurize(spec.name, examples)
@@ -181,53 +183,112 @@ def package_version() -> str:
         return "unknown (not installed)"
 
 
+def positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def non_negative_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def existing(kind: str):
+    """An argparse type: a path that must exist as a ``file`` or a ``dir``, named in the error."""
+    def check(raw: str) -> Path:
+        path = Path(raw)
+        if not path.exists():
+            raise argparse.ArgumentTypeError(f"{raw} not found")
+        if kind == "file" and path.is_dir():
+            raise argparse.ArgumentTypeError(f"{raw} is a directory, expected a file")
+        if kind == "dir" and not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{raw} is a file, expected a directory")
+        return path
+    return check
+
+
+def writable(kind: str):
+    """An argparse type: a path to write, which must not exist as the other kind."""
+    def check(raw: str) -> Path:
+        path = Path(raw)
+        if kind == "file" and path.is_dir():
+            raise argparse.ArgumentTypeError(f"{raw} is a directory, expected a file to write")
+        if kind == "dir" and path.exists() and not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{raw} is a file, expected a directory")
+        return path
+    return check
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (its usage block is in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mtbert", description="Multitask fine-tuning of BERT encoders.")
+    parser = Parser(prog="mtbert", description="Multitask fine-tuning of BERT encoders.")
     parser.add_argument("--version", action="version", version=f"mtbert {package_version()}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show Python tracebacks instead of one-line errors (accepted anywhere on the line)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="fine-tune an encoder on one or more tasks")
-    train.add_argument("--config", help="YAML recipe, e.g. recipes/quickstart.yaml")
+    train.add_argument("--config", type=existing("file"), help="YAML recipe, e.g. recipes/quickstart.yaml")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set train.lr=3e-5 (repeatable)")
     train.add_argument("--variant", action="append", default=[], metavar="NAME",
                        help="apply one of the recipe's named variants (an ablation, its cpu scale; repeatable)")
-    train.add_argument("--output-dir", help="run directory (default runs/<name>)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its checkpoint")
+    train.add_argument("--output-dir", type=writable("dir"), help="run directory (default runs/<name>)")
+    train.add_argument("--resume", metavar="RUN_DIR", type=existing("dir"),
+                       help="continue a stopped run from its checkpoint")
     train.add_argument("--overwrite", action="store_true", help="start again in a directory that holds a run")
-    train.add_argument("--data-dir", help="directory of the task files (before $MTBERT_DATA_DIR, the config's "
+    train.add_argument("--data-dir", type=existing("dir"), help="directory of the task files (before $MTBERT_DATA_DIR, the config's "
                        "data.dir and ./data)")
     train.set_defaults(handler=cmd_train)
 
     for name, handler, help_text in (("evaluate", cmd_evaluate, "score a trained model on a labelled split"),
                                      ("predict", cmd_predict, "predict with a trained model")):
         command = commands.add_parser(name, help=help_text)
-        command.add_argument("--model", required=True, help="a model directory (a run's best/)")
-        command.add_argument("--base", help="for a delta model whose base encoder has moved: its directory now")
+        command.add_argument("--model", required=True, type=existing("dir"), help="a model directory (a run's best/)")
+        command.add_argument("--base", type=existing("dir"),
+                             help="for a delta model whose base encoder has moved: its directory now")
         command.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
         command.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                              help="autocast: auto is bf16 on a CPU with native bf16 and on CUDA, else fp32")
-        command.add_argument("--batch-size", type=int, default=128, help="most examples per batch")
-        command.add_argument("--max-tokens", type=int, default=None,
+        command.add_argument("--batch-size", type=positive_int, default=128, help="most examples per batch")
+        command.add_argument("--max-tokens", type=non_negative_int, default=None,
                              help="most padded tokens per batch (0: no cap; default 1024 on CPU, no cap on a GPU)")
         command.set_defaults(handler=handler)
         if name == "evaluate":
-            command.add_argument("--data-dir", help="directory of the task files (before $MTBERT_DATA_DIR, the "
+            command.add_argument("--data-dir", type=existing("dir"), help="directory of the task files (before $MTBERT_DATA_DIR, the "
                                  "directory the model was trained on, and ./data)")
             command.add_argument("--split", default="dev", choices=["train", "dev"])
-            command.add_argument("--limit", type=int, help="first N examples per task")
-            command.add_argument("--output-dir", help="also write leaderboard prediction files here")
+            command.add_argument("--limit", type=positive_int, help="first N examples per task")
+            command.add_argument("--output-dir", type=writable("dir"), help="also write leaderboard prediction files here")
         else:
             command.add_argument("--task", required=True, help="one of the model's tasks, e.g. sst, quora, sts")
             command.add_argument("--text", action="append", help="a sentence (repeatable)")
             command.add_argument("--text-pair", action="append", help="the second sentence, for pair tasks")
-            command.add_argument("--input", help="a file in the task's format (its label column is not needed)")
-            command.add_argument("--output", help="write a leaderboard-format file instead of printing")
+            command.add_argument("--input", type=existing("file"),
+                                 help="a file in the task's format (its label column is not needed)")
+            command.add_argument("--output", type=writable("file"), help="write a leaderboard-format file instead of printing")
 
     search = commands.add_parser("search", help="hyper-parameter search with Optuna (grid, random, TPE)")
-    search.add_argument("--config", required=True, help="the search file: recipe, space, sampler, trials")
-    search.add_argument("--trials", type=int, help="trials for this worker (default: the file's)")
-    search.add_argument("--output-dir", help="where trials, tables and best.yaml go (default runs/search-<file>)")
+    search.add_argument("--config", required=True, type=existing("file"),
+                        help="the search file: recipe, space, sampler, trials")
+    search.add_argument("--trials", type=positive_int, help="trials for this worker (default: the file's)")
+    search.add_argument("--output-dir", type=writable("dir"), help="where trials, tables and best.yaml go (default runs/search-<file>)")
     search.add_argument("--storage", help="Optuna storage URL shared by workers (default sqlite in the output dir)")
     search.add_argument("--study", help="study name (default: the search file's name)")
     search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -235,13 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(handler=cmd_search)
 
     report = commands.add_parser("report", help="an HTML report with figures of one run")
-    report.add_argument("run_dir", help="a run directory (what mtbert train wrote)")
-    report.add_argument("--output", help="directory for report.html and the PNGs (default RUN_DIR/report)")
+    report.add_argument("run_dir", type=existing("dir"), help="a run directory (what mtbert train wrote)")
+    report.add_argument("--output", type=writable("dir"), help="directory for report.html and the PNGs (default RUN_DIR/report)")
     report.set_defaults(handler=cmd_report)
 
     compare = commands.add_parser("compare", help="one table of several runs: config differences, metrics, time")
-    compare.add_argument("run_dirs", nargs="+", help="run directories to put side by side")
-    compare.add_argument("--html", help="also write the table as an HTML page")
+    compare.add_argument("run_dirs", nargs="+", type=existing("dir"), help="run directories to put side by side")
+    compare.add_argument("--html", type=writable("file"), help="also write the table as an HTML page")
     compare.add_argument("--by-seed", action="store_true",
                          help="one row per setting: runs that differ only in train.seed as mean ± sd")
     compare.set_defaults(handler=cmd_compare)
@@ -249,17 +310,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from .bert import CheckpointError
-    from .config import ConfigError
-    from .tasks import DataError
+    """Exit 0 on success, 2 for bad input (one line naming the file, field or option), 1 when training
+    diverged, 130 when interrupted. A fault in mtbert itself is one line too; ``--debug`` shows its traceback."""
+    from .errors import USER_ERRORS, TrainingDiverged
 
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse has printed its one-line error (or the help, or the version)
+        return exit_.code if isinstance(exit_.code, int) else 2
     try:
         return args.handler(args)
-    except (ConfigError, DataError, CheckpointError, FileNotFoundError, FileExistsError, ValueError, KeyError) as error:
+    except TrainingDiverged as error:
+        print(f"mtbert {args.command}: stopped: {error}", file=sys.stderr)
+        return 1
+    except USER_ERRORS as error:
+        if debug:
+            raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"mtbert {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"mtbert {args.command}: interrupted before there was anything to save", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug in mtbert: one line, the traceback with --debug
+        if debug:
+            raise
+        print(f"mtbert {args.command}: internal error: {type(error).__name__}: {error} "
+              "(run again with --debug for the traceback, and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -144,6 +144,8 @@ class TrainConfig:
     log_every: int = 100              # every N steps: loss and lr to metrics.jsonl (and TensorBoard), tokens/s to
                                       #   the log and TensorBoard (0 = never)
     tensorboard: bool = True          # TensorBoard scalars in <run>/tensorboard when the package is installed
+    max_nonfinite_steps: int = 20     # stop the run (exit 1) after this many consecutive steps skipped for a
+                                      #   non-finite loss: the weights have diverged
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "eval_batch_size"):
@@ -251,6 +253,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and Ellipsis not in args and len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)} ({value!r})")
         items = [_coerce(args[0] if origin is list else args[i], v, where) for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -266,7 +270,12 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 
 
 def _set_path(values: dict, dotted: str, raw: str) -> None:
-    _set_value(values, dotted, yaml.safe_load(raw) if raw != "" else "", f"--set {dotted}")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as error:
+        problem = str(error).splitlines()[0]
+        raise ConfigError(f"--set {dotted}={raw}: the value is not valid YAML ({problem})") from None
+    _set_value(values, dotted, value, f"--set {dotted}")
 
 
 def _set_value(values: dict, dotted: str, value, where: str) -> None:
@@ -337,10 +346,19 @@ def read_yaml_mapping(path: Path) -> dict:
     """A YAML file whose top level is a mapping, or a ConfigError naming the file."""
     if not path.exists():
         raise ConfigError(f"config file {path} not found")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, expected a YAML config file")
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror or error})") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     return loaded
@@ -370,6 +388,17 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
             resolve_relative_paths(values, Path.cwd(), only=tuple(key.strip().split(".")))
     where = str(path) if path is not None else "config"
     try:
-        return build_dataclass(ExperimentConfig, values, "")
+        config = build_dataclass(ExperimentConfig, values, "")
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
+    check_config(config, where)
+    return config
+
+
+def check_config(config: "ExperimentConfig", where: str = "config") -> None:
+    """Every field in range (``mtbert.validation``), all problems in one ConfigError naming ``where``."""
+    from .validation import config_problems
+
+    problems = config_problems(config.to_dict())
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))

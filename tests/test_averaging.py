@@ -7,6 +7,8 @@ import json
 
 import pytest
 import torch
+
+from mtbert.bert import CheckpointError
 from torch import nn
 
 from mtbert.cli import main
@@ -146,5 +148,6 @@ def test_resuming_a_run_without_an_average_with_one_is_refused(tmp_path, tiny_ch
         "train.checkpoint_every": 0, "data.limit": 20}))
     Trainer(plain, tmp_path / "run", callbacks=[stop_at(2)]).train()
     averaged = load_config("recipes/multitask-base.yaml", tiny_overrides(tiny_checkpoint, data_dir, **AVERAGED))
-    with pytest.raises(ValueError, match="holds no weight average, but train.averaging is 'ema'"):
+    with pytest.raises(CheckpointError, match="written by a run with other settings: train.averaging: '' in the checkpoint, "
+                                         "'ema' now"):
         Trainer(averaged, tmp_path / "run").train(resume=True)

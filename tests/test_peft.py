@@ -216,6 +216,7 @@ def test_sam_trains_exactly_the_selected_fraction(tmp_path, tiny_checkpoint, dat
     assert moved > 0.5 * sum(int(m.sum()) for m in masks.values())
     assert results["parameter_selection"]["selected"] == sum(int(m.sum()) for m in masks.values())
     # saved with the run; resuming reuses it instead of a new gradient pass
+    (tmp_path / "run" / "results.json").unlink()  # as if stopped while finishing (a finished run is not reloaded)
     again = Trainer(trainer.config, tmp_path / "run")
     again.selection.select = lambda *args: pytest.fail("resume must reuse the saved selection")
     again.train(resume=True)

@@ -71,9 +71,12 @@ def test_regression_label_out_of_range(tmp_path):
         read_examples(STS, path)
 
 
-def test_missing_file_says_how_to_point_at_data(tmp_path):
-    with pytest.raises(DataError, match=r"absent.csv: file not found .*set data.dir or MTBERT_DATA_DIR"):
+def test_missing_file_and_directory_are_named(tmp_path):
+    with pytest.raises(DataError, match=r"absent.csv: file not found"):
         read_examples(SST, tmp_path / "absent.csv")
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(DataError, match=r"folder.csv: is a directory, expected a data file"):
+        read_examples(SST, tmp_path / "folder.csv")
 
 
 def test_custom_task_with_its_own_columns_and_no_id(tmp_path):

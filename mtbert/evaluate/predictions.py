@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from ..tasks import TaskSpec
@@ -17,6 +18,10 @@ def format_value(spec: TaskSpec, value: float) -> str:
 
 
 def write_predictions(path: Path, spec: TaskSpec, ids: list[str], predictions: list[float]) -> None:
+    bad = next((i for i, value in enumerate(predictions) if not math.isfinite(value)), None)
+    if bad is not None:
+        raise ValueError(f"{path}: the prediction for id {ids[bad]!r} is {predictions[bad]}; the model's outputs "
+                         "are not finite, so no prediction file is written")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as handle:

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..bert import BertModel, BertTokenizer, CheckpointError, EncoderOutput
+from ..integrity import read_json, verify_checksums, write_checksums
 from ..peft import ActiveTask, build_peft_method
 from ..peft.delta import (DELTA_FILE, Changes, apply_delta, base_fingerprint, base_reference, load_delta,
                           save_delta)
@@ -227,6 +228,7 @@ class MultitaskModel(nn.Module):
             "data_dir": self.data_dir,
         }
         (directory / "mtbert.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+        write_checksums(directory)  # last: every file above, checked when the model is loaded
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, base: Optional[str] = None) -> "MultitaskModel":
@@ -237,10 +239,16 @@ class MultitaskModel(nn.Module):
         if not description_file.exists():
             raise CheckpointError(f"{directory} is not an mtbert model directory (no mtbert.json); "
                                   "pass a run's best/ directory")
-        description = json.loads(description_file.read_text(encoding="utf-8"))
+        verify_checksums(directory)
+        description = read_json(description_file, "model description")
+        if not isinstance(description, dict) or not isinstance(description.get("tasks"), list):
+            raise CheckpointError(f"{description_file}: not an mtbert model description")
         if description.get("format") not in READABLE_FORMATS:
             raise CheckpointError(f"{description_file}: unsupported format {description.get('format')!r}")
-        specs = [TaskSpec.from_dict(values) for values in description["tasks"]]
+        try:
+            specs = [TaskSpec.from_dict(values) for values in description["tasks"]]
+        except ValueError as error:
+            raise CheckpointError(f"{description_file}: {error}") from None
         delta = description.get("base")
         changes: Changes = {}
         if delta:
@@ -257,14 +265,15 @@ class MultitaskModel(nn.Module):
             encoder = BertModel.from_pretrained(base_name)
             changes = apply_delta(encoder, *load_delta(directory / DELTA_FILE), str(directory / DELTA_FILE))
         else:
-            encoder = BertModel.from_pretrained(directory)
-        model = cls(encoder, BertTokenizer.from_pretrained(directory), specs,
+            encoder = read_part(directory, "encoder weights", BertModel.from_pretrained)
+        tokenizer = read_part(directory, "tokenizer files", BertTokenizer.from_pretrained)
+        model = cls(encoder, tokenizer, specs,
                     description["heads"], description.get("max_length", 128),
                     description.get("shared_hidden_layer", False), description.get("peft") or {})
         heads_file = directory / "heads.safetensors"
         if not heads_file.exists():
             raise CheckpointError(f"{heads_file} not found")
-        model.load_heads(load_file(str(heads_file)), str(heads_file))
+        model.load_heads(read_part(heads_file, "heads", lambda path: load_file(str(path))), str(heads_file))
         model.base = delta["name"] if delta else base_reference(str(directory))
         model.carried_changes = changes
         model.data_dir = description.get("data_dir")
@@ -294,3 +303,14 @@ class MultitaskModel(nn.Module):
         shared = list(self.encoder.parameters()) + list(self.shared.parameters())
         shared += [p for method in self.peft.values() if not method.per_task for p in method.parameters()]
         return [p for p in shared if p.requires_grad]
+
+
+def read_part(path: Path, what: str, read):
+    """``read(path)``, or a CheckpointError naming the file: a truncated or garbage file failed deep in
+    a library before (safetensors, tokenizers, json)."""
+    try:
+        return read(path)
+    except CheckpointError:
+        raise
+    except Exception as error:
+        raise CheckpointError(f"{path}: the {what} cannot be read ({type(error).__name__}: {error})") from None

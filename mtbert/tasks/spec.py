@@ -7,6 +7,7 @@ fields in the config (``data.custom_tasks``) and registered at start-up.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Optional
 
 KINDS = ("classification", "binary", "regression")
@@ -60,19 +61,39 @@ class TaskSpec:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TaskSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
+        """A spec from a config's ``data.custom_tasks`` entry (or a saved model's), every problem named."""
+        if not isinstance(values, dict):
+            raise ValueError(f"a custom task must be a mapping of its fields, not {values!r}")
+        fields = dataclasses.fields(cls)
+        known = {f.name for f in fields}
+        name = values.get("name", "?")
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"task {values.get('name', '?')!r}: unknown fields {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(known))}")
+            raise ValueError(f"task {name!r}: unknown fields {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        required = [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [field for field in required if field not in values]
+        if missing:
+            raise ValueError(f"task {name!r}: missing field(s) {', '.join(missing)} (a custom task needs "
+                             f"{', '.join(required)})")
         values = dict(values)
+        for field, kind in (("name", str), ("kind", str), ("label_column", str), ("delimiter", str), ("files", dict),
+                            ("text_columns", (list, tuple)), ("num_labels", int)):
+            if field in values and not isinstance(values[field], kind):
+                raise ValueError(f"task {name!r}: {field} has the wrong type ({values[field]!r})")
+        if not TASK_NAME.match(values["name"]):
+            raise ValueError(f"task name {values['name']!r}: use letters, digits, '_' and '-', starting with a letter")
+        if len(values["delimiter"]) != 1:
+            raise ValueError(f"task {name!r}: delimiter must be one character, not {values['delimiter']!r}")
         values["text_columns"] = tuple(values.get("text_columns", ()))
         if "label_range" in values:
+            if not isinstance(values["label_range"], (list, tuple)) or len(values["label_range"]) != 2:
+                raise ValueError(f"task {name!r}: label_range must be [low, high], not {values['label_range']!r}")
             values["label_range"] = tuple(values["label_range"])
         return cls(**values)
 
 
 TASKS: dict[str, TaskSpec] = {}
+TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")  # it names files, metrics and HTML ids
 
 
 def register_task(spec: TaskSpec, replace: bool = False) -> TaskSpec:

@@ -12,7 +12,7 @@ import torch
 from ..config import ExperimentConfig
 from ..multitask import MultitaskModel, TaskFeatures, featurize
 from ..multitask.augmentation import Augmentation
-from ..tasks import TaskSpec, get_task, read_examples, register_task
+from ..tasks import DataError, TaskSpec, get_task, read_examples, register_task
 
 log = logging.getLogger("mtbert")
 SPLITS = ("train", "dev", "test")
@@ -72,6 +72,9 @@ def load_task_splits(model: MultitaskModel, data_dir: Path, limit: Optional[int]
             log.info("%s %s: %s", name, split, read.summary())
             skipped[split] = read.skipped_empty_label
             examples = read.examples
+            if split != "test" and not examples:
+                raise DataError(read.path, 0, f"no labelled examples ({read.skipped_empty_label} with an empty label): "
+                                              f"task {name!r} cannot {'train' if split == 'train' else 'be scored'} on it")
             if split == "train" and shrink != 1:
                 examples = shrink_examples(examples, shrink, seed)
                 log.info("%s train: kept %d of %d examples (shrink factor %d)", name, len(examples),

@@ -37,6 +37,7 @@ class StepRunner:
         self.features, self.counters, self.after_update = features, counters, after_update
         self.world, self.data_parallel = world, data_parallel  # DistributedDataParallel(TaskLoss) or None
         self.seed = seed
+        self.nonfinite_streak = 0  # consecutive steps skipped for a non-finite loss (the trainer stops at a limit)
 
     # ----- pieces -------------------------------------------------------------------------
     def _batch(self, task: str, indices: list[int]) -> Batch:
@@ -104,6 +105,7 @@ class StepRunner:
             # discarded below (every rank skips: the loss value is the global one, non-finite everywhere)
             self._backward(sum(torch.nan_to_num(loss) for loss in losses) * 0.0)
         self.counters["skipped_nonfinite"] += 1
+        self.nonfinite_streak += 1
         log.warning("step %d: non-finite loss on %s, update skipped (%d so far)", step_number, ", ".join(tasks),
                     self.counters["skipped_nonfinite"])
         self.optimizer.zero_grad(set_to_none=True)
@@ -139,6 +141,7 @@ class StepRunner:
                 shared_ids = {id(p) for p in shared}
                 self.world.average_gradients([p for p in self.model.parameters() if id(p) not in shared_ids])
         self._update()
+        self.nonfinite_streak = 0
         for batch, counted in batches:
             self._count(batch, counted)
         return float(sum(loss.detach() for loss in losses.values()))
@@ -156,6 +159,7 @@ class StepRunner:
             penalty = self._penalty()
             self._backward(term + penalty if penalty is not None else term)
             self._update()
+            self.nonfinite_streak = 0
             self._count(batch, counted)
             total += float(loss.detach())
         return total

@@ -50,11 +50,18 @@ from .smart import Smart
 from .step import StepRunner, optimizer_steps
 from .run_log import RunLog, read_metrics
 from .state import STATE_FILE, atomic_torch_save, load_training_state, restore_rng_states, rng_states
+from .lock import run_directory_lock
+from ..bert import CheckpointError
+from ..errors import TrainingDiverged
 
 log = logging.getLogger("mtbert")
 Callback = Callable[["Trainer"], None]
 PAIR_ORDER_SEED = 7_919_000_000  # keeps the pair-order draws apart from the plan's generator
 COUNTED = ("examples", "real_tokens", "padded_tokens")  # per rank; summed over ranks when reported
+# Config fields a resumed run may change: where things are and how the run reports, not what it trains.
+RESUMABLE_CHANGES = ("output_dir", "data.dir", "train.progress", "train.num_threads", "train.tensorboard",
+                     "train.device", "train.log_every", "train.checkpoint_every", "train.keep_checkpoint",
+                     "train.max_nonfinite_steps", "train.eval_batch_size", "train.eval_max_tokens")
 
 
 class Trainer:
@@ -221,14 +228,27 @@ class Trainer:
             "best_score": self.best_score, "metric_lines": self.run_log.lines, "epoch_loss": list(self.epoch_loss),
             "counters": counters, "rng": rng,
             "world_size": self.world.size, "rank_rng": rank_rng,
+            "config": self.config.to_dict(),
         }
         atomic_torch_save(state, self.run_dir / STATE_FILE)
 
     def restore_state(self) -> None:
         state = load_training_state(self.run_dir)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        path = self.run_dir / STATE_FILE
+        if "config" in state:
+            changed = config_differences(state["config"], self.config.to_dict())
+            if changed:
+                raise CheckpointError(f"{path} was written by a run with other settings: {'; '.join(changed[:8])}"
+                                      f"{' ...' if len(changed) > 8 else ''}. Resume with the config it was written "
+                                      "with, or start a new run (--overwrite, or another --output-dir)")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise CheckpointError(f"{path} does not fit this run's model and optimizer ({first}); it was written by "
+                                  "another run or before the config changed") from None
         if self.scaler and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.balancer.load_state_dict(state.get("balancer", {}))
@@ -278,12 +298,16 @@ class Trainer:
             callback(self, record)
         return record
 
-    def save_best(self) -> None:
-        """best/ from the weights that were evaluated (the average, when there is one), replaced atomically."""
+    def save_best(self) -> bool:
+        """best/ from the weights that were evaluated (the average, when there is one), replaced atomically;
+        never from weights that are not finite (False then, and best/ is left as it was)."""
         target = self.run_dir / "best"
         tmp = self.run_dir / ".best.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         with self.averaged():
+            if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+                log.warning("the weights are not finite: best/ is not written")
+                return False
             self.model.save_pretrained(tmp)
         old = self.run_dir / ".best.old"
         shutil.rmtree(old, ignore_errors=True)
@@ -291,6 +315,7 @@ class Trainer:
             target.rename(old)
         tmp.rename(target)
         shutil.rmtree(old, ignore_errors=True)
+        return True
 
     def write_predictions(self, model: MultitaskModel, known_dev: dict[str, TaskPredictions]) -> None:
         """Leaderboard files for every task's dev and test split. A dev split the best evaluation of this
@@ -313,9 +338,19 @@ class Trainer:
 
     # ----- the loop -----------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict:
+        """Train (or continue, with ``resume``) to the end; one process at a time per run directory."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        lock = run_directory_lock(self.run_dir) if self.world.is_main else contextlib.nullcontext()
+        with lock:
+            return self._train(resume)
+
+    def _train(self, resume: bool) -> dict:
         if resume:
             self.restore_state()
+            finished = self.run_dir / "results.json"
+            if (self.epoch >= self.total_epochs or self.step >= self.total_steps) and finished.exists():
+                log.info("%s finished already; its results are in %s", self.run_dir, finished)
+                return json.loads(finished.read_text(encoding="utf-8"))  # best/ is not needed, so not read
         elif self.world.is_main:
             self.config.save(self.run_dir / "config.yaml")
         self.run_log.start(resume)
@@ -374,6 +409,12 @@ class Trainer:
             self.step += 1
             self.position += 1
             bar.update(1)
+            if self.runner.nonfinite_streak >= self.config.train.max_nonfinite_steps:
+                bar.close()
+                raise TrainingDiverged(
+                    f"{self.runner.nonfinite_streak} consecutive steps (up to step {self.step}) had a non-finite loss: "
+                    f"the weights have diverged. Lower train.lr ({self.config.train.lr:g}) or check the data; best/ "
+                    "holds the best model evaluated before, if any (train.max_nonfinite_steps sets the limit)")
             elapsed = time.perf_counter() - started
             tokens_per_second = (self.counters["real_tokens"] - tokens_at_start) / max(elapsed, 1e-9)
             bar.set_postfix(loss=f"{loss:.3f}", task=task, tok_s=f"{tokens_per_second:.0f}")
@@ -425,8 +466,11 @@ class Trainer:
             self.world.barrier()
             return {"rank": self.world.rank, "steps": self.step, "examples_seen": self.counters["examples"]}
         best_dir = self.run_dir / "best"
-        if not best_dir.exists():  # no evaluation ran (no dev data): the final model is the result
-            self.save_best()
+        if not best_dir.exists():  # no evaluation scored a finite composite (or none ran): the final model
+            log.warning("no dev evaluation scored a finite composite: best/ holds the final weights")
+            if not self.save_best():
+                raise TrainingDiverged("no dev evaluation scored a finite composite and the final weights are not "
+                                       "finite: nothing was saved. Lower train.lr or check the data")
         best = MultitaskModel.from_pretrained(best_dir).to(self.device)
         self.write_predictions(best, self.best_dev)
         records = read_metrics(self.run_dir, "dev")
@@ -455,6 +499,21 @@ class Trainer:
         (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         self.world.barrier()
         return results
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """``field: saved -> current`` for every setting that differs, except RESUMABLE_CHANGES."""
+    changes = []
+    for key in sorted(set(saved) | set(current)):
+        dotted = f"{prefix}{key}"
+        if dotted in RESUMABLE_CHANGES:
+            continue
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += config_differences(a, b, dotted + ".")
+        elif a != b:
+            changes.append(f"{dotted}: {a!r} in the checkpoint, {b!r} now")
+    return changes
 
 
 def directory_bytes(directory: Path) -> int:
