@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -27,6 +29,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .train import Trainer, default_run_dir
     from .train.distributed import close_world, current_world
+    from .train.lock import run_directory_lock
 
     overrides = list(args.set)
     if args.resume:
@@ -44,22 +47,51 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError("mtbert train needs --config FILE (e.g. recipes/quickstart.yaml) or --resume RUN_DIR")
         config = load_config(args.config, overrides, args.variant)
         run_dir = default_run_dir(config, args.output_dir)
-        if (run_dir / "checkpoint.pt").exists() and not args.overwrite:
+        if holds_a_run(run_dir) and not args.overwrite:
             raise FileExistsError(f"{run_dir} already holds a run: --resume {run_dir} to continue it, "
                                   "--overwrite to start again, or --output-dir for a new directory")
     world = current_world()
-    _setup_logging(run_dir, world.is_main)
+    lock = run_directory_lock(run_dir) if world.is_main else contextlib.nullcontext()
     finished = False
-    try:
-        # No name keeps the Trainer: close_world can then free it, and the process group it holds,
-        # while the interpreter is fully alive.
-        results = Trainer(config, run_dir, data_dir=args.data_dir).train(resume=bool(args.resume))
-        finished = True
-    finally:
-        close_world(finished)
+    with lock:
+        if args.overwrite and not args.resume and world.is_main:
+            empty_run_directory(run_dir)
+        _setup_logging(run_dir, world.is_main)
+        try:
+            # No name keeps the Trainer: close_world can then free it, and the process group it holds,
+            # while the interpreter is fully alive.
+            results = Trainer(config, run_dir, data_dir=args.data_dir).train(resume=bool(args.resume))
+            finished = True
+        finally:
+            close_world(finished)
     if world.is_main:
         print(run_summary(results, run_dir))
     return 130 if results.get("interrupted") else 0
+
+
+RUN_FILES = ("config.yaml", "checkpoint.pt", "results.json", "metrics.jsonl")
+
+
+def holds_a_run(run_dir: Path) -> bool:
+    return any((run_dir / name).exists() for name in RUN_FILES)
+
+
+def empty_run_directory(run_dir: Path) -> None:
+    """``--overwrite``: start from an empty directory, so nothing of the old run (predictions, analysis,
+    report) is left beside the new one. Only a directory that holds a run is emptied."""
+    from .train.lock import LOCK_FILE
+
+    if not run_dir.exists():
+        return
+    entries = [p for p in run_dir.iterdir() if p.name != LOCK_FILE]
+    if entries and not (holds_a_run(run_dir) or (run_dir / "train.log").exists()):
+        raise FileExistsError(f"{run_dir} is not a run directory ({', '.join(RUN_FILES)} are missing) and is not "
+                              "empty: --overwrite empties only run directories; choose another --output-dir")
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def run_summary(results: dict, run_dir: Path) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..integrity import read_json_lines
 from ..multitask import TaskFeatures
 from .evaluator import TaskPredictions
 
@@ -29,4 +30,4 @@ def write_analysis(path: Path, features: TaskFeatures, result: TaskPredictions) 
 
 
 def read_analysis(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_json_lines(Path(path))

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import yaml
 
 from ..config import ConfigError, load_config
+from ..integrity import read_json
 from ..train.run_log import read_metrics
 
 IGNORED = ("output_dir", "train.progress", "data.dir")  # where a run was written, not what it was
@@ -50,7 +51,7 @@ def collect(run_dirs: list[str | Path], always: tuple[str, ...] = ()) -> tuple[l
             raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml)")
         config = flatten(resolved_config(config_file))
         results_file = run_dir / "results.json"
-        results = json.loads(results_file.read_text(encoding="utf-8")) if results_file.exists() else {}
+        results = read_json(results_file) if results_file.exists() else {}
         dev = read_metrics(run_dir, "dev")
         best = results.get("best") or (max(dev, key=lambda r: r["composite"]) if dev else {})
         runs.append({"run": str(run_dir), "config": config, "best": best, "results": results})

@@ -9,15 +9,18 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
+import re
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import yaml
 
+from ..bert import CheckpointError
+from ..config import read_yaml_mapping
 from ..evaluate import analysis_file, read_analysis
+from ..integrity import read_json
 from ..tasks import TaskSpec
 from ..train.run_log import read_metrics
 from . import figures
@@ -68,11 +71,14 @@ class Report:
         self.run_dir = Path(run_dir)
         if not (self.run_dir / "config.yaml").exists():
             raise FileNotFoundError(f"{self.run_dir} is not a run directory (no config.yaml)")
-        self.config = yaml.safe_load((self.run_dir / "config.yaml").read_text(encoding="utf-8"))
+        self.config = read_yaml_mapping(self.run_dir / "config.yaml")
         self.results = self._json("results.json")
         self.parameters = self._json("parameters.json")
         description = self._json("best/mtbert.json")
-        self.specs = [TaskSpec.from_dict(t) for t in description.get("tasks", [])]
+        try:
+            self.specs = [TaskSpec.from_dict(t) for t in description.get("tasks", [])]
+        except ValueError as error:
+            raise CheckpointError(f"{self.run_dir / 'best' / 'mtbert.json'}: {error}") from None
         self.train_records = read_metrics(self.run_dir, "train")
         self.dev_records = read_metrics(self.run_dir, "dev")
         self.figures: dict[str, object] = {}
@@ -80,7 +86,10 @@ class Report:
 
     def _json(self, name: str) -> dict:
         path = self.run_dir / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        value = read_json(path) if path.exists() else {}
+        if not isinstance(value, dict):
+            raise CheckpointError(f"{path}: expected a JSON object")
+        return value
 
     # ----- building -----------------------------------------------------------------------
     def build(self) -> "Report":
@@ -157,7 +166,8 @@ class Report:
         return f"<h2>{html.escape(title)}</h2>\n{self._image(name)}"
 
     def _image(self, name: str) -> str:
-        return f'<img alt="{name}" src="data:image/png;base64,{{{{{name}}}}}">'
+        """An image whose data ``write`` fills in; the name is escaped (a task's name comes from a config)."""
+        return f'<img alt="{html.escape(name, quote=True)}" src="data:image/png;base64,{{{{{safe_name(name)}}}}}">'
 
     # ----- writing ------------------------------------------------------------------------
     def write(self, output: Optional[str | Path] = None) -> Path:
@@ -168,8 +178,8 @@ class Report:
         for name, figure in self.figures.items():
             buffer = io.BytesIO()
             figure.savefig(buffer, format="png", dpi=110)
-            (output / f"{name}.png").write_bytes(buffer.getvalue())
-            body = body.replace(f"{{{{{name}}}}}", base64.b64encode(buffer.getvalue()).decode("ascii"))
+            (output / f"{safe_name(name)}.png").write_bytes(buffer.getvalue())
+            body = body.replace(f"{{{{{safe_name(name)}}}}}", base64.b64encode(buffer.getvalue()).decode("ascii"))
             figures._pyplot().close(figure)
         title = f"mtbert report: {self.config.get('name', self.run_dir.name)}"
         page = PAGE.format(title=html.escape(title), run=html.escape(str(self.run_dir.resolve())), body=body)
@@ -180,6 +190,11 @@ class Report:
 
 def write_report(run_dir: str | Path, output: Optional[str | Path] = None) -> Path:
     return Report(run_dir).build().write(output)
+
+
+def safe_name(name: str) -> str:
+    """A figure's name as a file name and placeholder: letters, digits, '_', '-' and '.' only."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "figure"
 
 
 def _number(value) -> str:

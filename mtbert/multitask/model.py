@@ -265,7 +265,9 @@ class MultitaskModel(nn.Module):
             encoder = BertModel.from_pretrained(base_name)
             changes = apply_delta(encoder, *load_delta(directory / DELTA_FILE), str(directory / DELTA_FILE))
         else:
-            encoder = read_part(directory, "encoder weights", BertModel.from_pretrained)
+            encoder = read_part(directory, "encoder weights", BertModel.from_pretrained,
+                                next((directory / name for name in ("model.safetensors", "pytorch_model.bin")
+                                      if (directory / name).exists()), directory))
         tokenizer = read_part(directory, "tokenizer files", BertTokenizer.from_pretrained)
         model = cls(encoder, tokenizer, specs,
                     description["heads"], description.get("max_length", 128),
@@ -305,12 +307,13 @@ class MultitaskModel(nn.Module):
         return [p for p in shared if p.requires_grad]
 
 
-def read_part(path: Path, what: str, read):
-    """``read(path)``, or a CheckpointError naming the file: a truncated or garbage file failed deep in
-    a library before (safetensors, tokenizers, json)."""
+def read_part(path: Path, what: str, read, named: Optional[Path] = None):
+    """``read(path)``, or a CheckpointError naming the file (``named``, else ``path``): a truncated or
+    garbage file failed deep in a library before (safetensors, tokenizers, json)."""
     try:
         return read(path)
     except CheckpointError:
         raise
     except Exception as error:
-        raise CheckpointError(f"{path}: the {what} cannot be read ({type(error).__name__}: {error})") from None
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CheckpointError(f"{named or path}: the {what} cannot be read ({type(error).__name__}: {first})") from None

@@ -129,6 +129,12 @@ def _rows(text: str, delimiter: str, path: Path):
         except StopIteration:
             return
         except csv.Error as error:
+            if "unexpected end of data" in str(error):
+                raise DataError(path, start, 'a quote (") opened here is never closed: the rest of the file would be '
+                                             "read as one field") from None
+            if reader.line_num > start:
+                raise DataError(path, start, f'a quote (") opened here is not closed on this line: it ends inside '
+                                             f"line {reader.line_num}") from None
             error.line = start  # where the record that failed began
             raise
         last = reader.line_num

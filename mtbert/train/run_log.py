@@ -14,6 +14,8 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+from ..integrity import read_json_lines
+
 log = logging.getLogger("mtbert")
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -80,5 +82,5 @@ def read_metrics(run_dir: Path, split: Optional[str] = None) -> list[dict]:
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = [r for r in read_json_lines(path) if isinstance(r, dict)]
     return [r for r in records if split is None or r.get("split") == split]

@@ -1,0 +1,344 @@
+"""Bad input gets one clear line naming the file, line or field, and loses nothing: data files, configs
+and command lines, damaged run files, non-finite training, two writers, and the HTML report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtbert.bert import CheckpointError
+from mtbert.cli import main
+from mtbert.config import ConfigError, load_config
+from mtbert.tasks import TASKS, DataError, TaskSpec, read_examples
+from mtbert.train import Trainer
+from conftest import stop_at
+from test_train_cli import tiny_overrides
+
+SST, QUORA = TASKS["sst"], TASKS["quora"]
+QUORA_HEADER = "\tid\tsentence1\tsentence2\tis_duplicate\n"
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "data.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return path
+
+
+def train_args(run: Path, checkpoint, data_dir, **extra) -> list[str]:
+    args = ["train", "--config", "recipes/quickstart.yaml", "--output-dir", str(run)]
+    for item in tiny_overrides(checkpoint, data_dir, **{"train.epochs": 1, **extra}):
+        args += ["--set", item]
+    return args
+
+
+def one_line_error(capsys, exit_code: int, status: int = 2) -> str:
+    """The one error line (the log's INFO lines may come before it), with no traceback anywhere."""
+    err = capsys.readouterr().err
+    assert exit_code == status, err
+    errors = [line for line in err.splitlines() if line.startswith("mtbert ")]
+    assert "Traceback" not in err and len(errors) == 1, err
+    return errors[0]
+
+
+# ----- data files ---------------------------------------------------------------------------
+def test_bytes_that_are_not_utf8_name_their_line_and_column(tmp_path):
+    path = write(tmp_path, b"\tid\tsentence\tsentiment\n0\ta\tgood film\t3\n1\tb\tcaf\xe9 noir\t2\n")
+    with pytest.raises(DataError, match=r"data.csv, line 3: byte 0xe9 at column 8 is not UTF-8"):
+        read_examples(SST, path)
+
+
+@pytest.mark.parametrize("spec, header, row", [
+    (QUORA, QUORA_HEADER, '1\tb\t"How do I\tWhat is\t1\n'),
+    (SST, "\tid\tsentence\tsentiment\n", '1\tb\t"an open quote\t2\n'),
+])
+@pytest.mark.parametrize("closed_later", [False, True])
+def test_an_unclosed_quote_is_reported_where_it_opens(tmp_path, spec, header, row, closed_later):
+    """Before, the quote swallowed the lines after it (79 rows read as 67-71 examples), or was reported at
+    the file's last line."""
+    good = "0\ta\tone\ttwo\t0\n" if spec is QUORA else "0\ta\tfine\t3\n"
+    rest = [good.replace("0\ta", f"{i}\tx{i}") for i in range(2, 9)]
+    if closed_later:
+        rest[3] = rest[3].replace("\tx5\t", '\tx5\t"a later quote" ')
+    path = write(tmp_path, header + good + row + "".join(rest))
+    with pytest.raises(DataError, match=r"data.csv, line 3: a quote \(\"\) opened here is (not|never) closed"):
+        read_examples(spec, path)
+
+
+def test_ids_that_repeat_or_could_forge_a_prediction_line_are_refused(tmp_path):
+    duplicate = write(tmp_path, "\tid\tsentence\tsentiment\n0\ta\tone\t1\n1\tb\ttwo\t2\n2\ta\tthree\t3\n")
+    with pytest.raises(DataError, match=r"line 4: id 'a' repeats the id of line 2"):
+        read_examples(SST, duplicate)
+    forged = write(tmp_path, "\tid\tsentence\tsentiment\n0\tx , 4 \tone\t1\n", "forged.csv")
+    with pytest.raises(DataError, match=r"forged.csv, line 2: id 'x , 4' holds a control character or ' , '"):
+        read_examples(SST, forged)
+    empty = write(tmp_path, "\tid\tsentence\tsentiment\n0\t \tone\t1\n", "empty.csv")
+    with pytest.raises(DataError, match=r"empty.csv, line 2: empty id"):
+        read_examples(SST, empty)
+
+
+def test_a_dev_file_with_a_header_only_is_refused_before_training(tmp_path, tiny_checkpoint, data_dir, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data, ignore=shutil.ignore_patterns("cfimdb*"))
+    (data / "sts-dev.csv").write_text("\tid\tsentence1\tsentence2\tsimilarity\n", encoding="utf-8")
+    code = main(train_args(tmp_path / "run", tiny_checkpoint, data_dir) + ["--data-dir", str(data)])
+    err = one_line_error(capsys, code)
+    assert "sts-dev.csv: no labelled examples" in err and "cannot be scored" in err
+    assert not (tmp_path / "run" / "best").exists()
+
+
+# ----- config and command line --------------------------------------------------------------
+@pytest.mark.parametrize("setting, message", [
+    ("train.lr=[1", "--set train.lr=[1: the value is not valid YAML"),
+    ("train.betas=[0.9]", "train.betas: expected 2 values, got 1"),
+    ("train.num_threads=-2", "train.num_threads: must be a whole number >= 1 or null, got -2"),
+    ("train.device=gpu0", "train.device: must be auto, cpu, mps, cuda or cuda:N, got 'gpu0'"),
+    ("train.epochs=0", "train.epochs: must be a whole number >= 1, got 0"),
+    ("train.max_steps=0", "train.max_steps: must be a whole number >= 1 or null, got 0"),
+    ("data.limit=0", "data.limit: must be a whole number >= 1 or null, got 0"),
+    ("data.limit=-5", "data.limit: must be a whole number >= 1 or null, got -5"),
+    ("train.max_grad_norm=-1", "train.max_grad_norm: must be a finite number >= 0, got -1.0"),
+    ("train.warmup_ratio=1.5", "train.warmup_ratio: must be in [0, 1], got 1.5"),
+    ("train.weight_decay=-0.1", "train.weight_decay: must be a finite number >= 0, got -0.1"),
+    ("model.max_length=0", "model.max_length: must be a whole number >= 8, got 0"),
+    ("train.bucket_batches=0", "train.bucket_batches: must be a whole number >= 1, got 0"),
+    ("train.smart.epsilon=-1e-5", "train.smart.epsilon: must be a finite number > 0, got -1e-05"),
+    ("train.lr=.nan", "train.lr: must be a finite number > 0, got nan"),
+    ("train.lr=.inf", "train.lr: must be a finite number > 0, got inf"),
+    ("train.eps=0", "train.eps: must be a finite number > 0, got 0.0"),
+    ("data.custom_tasks=[{name: nli, kind: classification}]", "task 'nli': missing field(s) text_columns"),
+    ("data.custom_tasks=[{name: '<b>x', kind: binary, text_columns: [a], label_column: y, files: {}}]",
+     "task name '<b>x': use letters, digits"),
+])
+def test_config_values_out_of_range_are_one_line_before_any_work(setting, message, tmp_path, tiny_checkpoint,
+                                                                data_dir, capsys):
+    code = main(train_args(tmp_path / "run", tiny_checkpoint, data_dir) + ["--set", setting])
+    assert message in one_line_error(capsys, code)
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_paths_of_the_wrong_kind_and_a_pair_for_a_single_sentence_task(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    for args, message in ((["train", "--config", str(tmp_path)], "is a directory, expected a file"),
+                          (["train", "--resume", str(tmp_path / "file")], "is a file, expected a directory"),
+                          (["train", "--config", "recipes/quickstart.yaml", "--output-dir", str(tmp_path / "file")],
+                           "is a file, expected a directory"),
+                          (["predict", "--model", str(tmp_path), "--task", "sst", "--input", str(tmp_path)],
+                           "is a directory, expected a file")):
+        assert message in one_line_error(capsys, main(args))
+
+
+def test_predict_refuses_a_text_pair_for_a_single_sentence_task(trained_model, capsys):
+    code = main(["predict", "--model", str(trained_model), "--task", "sst", "--text", "a", "--text-pair", "b"])
+    assert "task 'sst' takes one sentence: --text-pair does not apply" in one_line_error(capsys, code)
+
+
+# ----- damaged run files --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_checkpoint, data_dir) -> Path:
+    run = tmp_path_factory.mktemp("finished") / "run"
+    assert main(train_args(run, tiny_checkpoint, data_dir)) == 0
+    return run
+
+
+@pytest.fixture()
+def trained_model(finished_run, tmp_path) -> Path:
+    copy = tmp_path / "best"
+    shutil.copytree(finished_run / "best", copy)
+    return copy
+
+
+@pytest.mark.parametrize("name, damage, readable_without_checksums", [
+    ("model.safetensors", lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), False),
+    ("heads.safetensors", lambda p: p.write_bytes(b"garbage" * 10), False),
+    ("mtbert.json", lambda p: p.write_text('{"format": 3, "tasks": ['), False),
+    ("vocab.txt", lambda p: p.write_text("[PAD]\n"), True),  # a valid, if useless, vocabulary
+])
+def test_a_damaged_model_file_is_named(trained_model, capsys, name, damage, readable_without_checksums):
+    damage(trained_model / name)
+    code = main(["evaluate", "--model", str(trained_model), "--limit", "4"])
+    assert f"{trained_model / name} is damaged" in one_line_error(capsys, code)
+    if readable_without_checksums:
+        return
+    (trained_model / "checksums.json").unlink()  # a model from before checksums: the reader names the file
+    code = main(["evaluate", "--model", str(trained_model), "--limit", "4"])
+    assert str(trained_model / name) in one_line_error(capsys, code)
+
+
+def test_a_finished_run_resumes_without_reading_its_damaged_best(finished_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "best" / "model.safetensors").write_bytes(b"broken")
+    assert main(["train", "--resume", str(run)]) == 0
+    assert "trained" in capsys.readouterr().out
+
+
+def flip_bytes(path: Path, count: int = 64) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    for i in range(middle, middle + count):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture()
+def stopped_run(tmp_path, tiny_checkpoint, data_dir) -> tuple[Path, object]:
+    config = load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **{"train.epochs": 1}))
+    run = tmp_path / "stopped"
+    Trainer(config, run, callbacks=[stop_at(3)]).train()
+    return run, config
+
+
+def test_a_checkpoint_with_flipped_bytes_is_refused_by_name(stopped_run, capsys):
+    run, _ = stopped_run
+    flip_bytes(run / "checkpoint.pt")
+    code = main(["train", "--resume", str(run)])
+    err = one_line_error(capsys, code)
+    assert f"{run / 'checkpoint.pt'} is damaged: its SHA-256 differs" in err
+
+
+def test_a_write_stopped_between_its_two_moves_is_completed(stopped_run):
+    from mtbert.integrity import file_sha256, sidecar, verify_file
+    from mtbert.train.state import temporary
+
+    run, _ = stopped_run
+    path = run / "checkpoint.pt"
+    newer = temporary(path)
+    shutil.copyfile(path, newer)
+    flip_bytes(newer)  # a "newer" checkpoint whose sidecar moved in, but not the file itself
+    sidecar(path).write_text(file_sha256(newer) + "\n")
+    verify_file(path, newer)
+    assert file_sha256(path) == sidecar(path).read_text().strip() and not newer.exists()
+
+
+def test_a_checkpoint_from_other_settings_is_refused_with_the_fields(stopped_run, capsys):
+    run, _ = stopped_run
+    code = main(["train", "--resume", str(run), "--set", "train.lr=0.5", "--set", "train.batch_size=4"])
+    err = one_line_error(capsys, code)
+    assert "written by a run with other settings" in err
+    assert "train.batch_size: 8 in the checkpoint, 4 now" in err and "train.lr: 0.001 in the checkpoint, 0.5 now" in err
+
+
+def test_a_checkpoint_missing_a_key_is_named(stopped_run, capsys):
+    run, _ = stopped_run
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    del state["optimizer"]
+    torch.save(state, run / "checkpoint.pt")
+    (run / "checkpoint.pt.sha256").unlink()
+    code = main(["train", "--resume", str(run)])
+    assert "checkpoint.pt lacks optimizer: not a complete mtbert training checkpoint" in one_line_error(capsys, code)
+
+
+def test_a_damaged_metrics_file_is_named_with_its_line(finished_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"split": "dev", "step": \n')
+    lines = len((run / "metrics.jsonl").read_text().splitlines())
+    code = main(["report", str(run)])
+    assert f"metrics.jsonl, line {lines}: not a JSON record" in one_line_error(capsys, code)
+
+
+# ----- non-finite training ------------------------------------------------------------------
+def test_a_diverging_run_stops_with_exit_1_and_saves_no_non_finite_model(tmp_path, tiny_checkpoint, data_dir, capsys):
+    run = tmp_path / "run"
+    code = main(train_args(run, tiny_checkpoint, data_dir, **{"train.lr": 1e6, "train.max_nonfinite_steps": 2,
+                                                              "train.max_grad_norm": 0, "train.warmup_ratio": 0}))
+    err = capsys.readouterr().err
+    assert code == 1 and "consecutive steps (up to step" in err and "non-finite loss" in err, err
+    assert "Traceback" not in err
+    best = run / "best"
+    if best.exists():  # only a model evaluated with finite weights may be there
+        from safetensors.torch import load_file
+        assert all(torch.isfinite(t).all() for t in load_file(str(best / "heads.safetensors")).values())
+
+
+def test_non_finite_predictions_are_never_written(tmp_path):
+    from mtbert.evaluate import write_predictions
+
+    with pytest.raises(ValueError, match="the prediction for id 'b' is nan"):
+        write_predictions(tmp_path / "sts.csv", TASKS["sts"], ["a", "b"], [1.0, float("nan")])
+    assert not (tmp_path / "sts.csv").exists()
+
+
+# ----- two writers, --overwrite, Ctrl-C -----------------------------------------------------
+def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(tmp_path, tiny_checkpoint, data_dir,
+                                                                          capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time\n"
+        f"handle = open({str(run / '.lock')!r}, 'a+'); fcntl.flock(handle, fcntl.LOCK_EX)\n"
+        "handle.write('process 12345'); handle.flush(); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    try:
+        code = main(train_args(run, tiny_checkpoint, data_dir) + ["--overwrite"])
+        assert "is in use by process 12345" in one_line_error(capsys, code)
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    assert main(train_args(run, tiny_checkpoint, data_dir) + ["--overwrite"]) == 0  # the dead holder's lock is stale
+
+
+def test_overwrite_starts_from_an_empty_directory(finished_run, tmp_path, tiny_checkpoint, data_dir):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "predictions" / "old-task-dev-output.csv").write_text("id \t x \n")
+    (run / "report").mkdir()
+    assert main(train_args(run, tiny_checkpoint, data_dir) + ["--overwrite"]) == 0
+    assert not (run / "predictions" / "old-task-dev-output.csv").exists() and not (run / "report").exists()
+    elsewhere = tmp_path / "not-a-run"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("mine")
+    assert main(train_args(elsewhere, tiny_checkpoint, data_dir) + ["--overwrite"]) == 2
+    assert (elsewhere / "notes.txt").read_text() == "mine"
+
+
+def test_ctrl_c_before_training_starts_is_one_line(monkeypatch, tmp_path, tiny_checkpoint, data_dir, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Trainer, "__init__", interrupted)
+    code = main(train_args(tmp_path / "run", tiny_checkpoint, data_dir))
+    assert "interrupted before there was anything to save" in one_line_error(capsys, code, status=130)
+
+
+def test_an_internal_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, tmp_path, tiny_checkpoint,
+                                                                     data_dir, capsys):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+    monkeypatch.setattr(Trainer, "__init__", broken)
+    code = main(train_args(tmp_path / "run", tiny_checkpoint, data_dir))
+    assert "internal error: ZeroDivisionError: a bug" in one_line_error(capsys, code, status=1)
+    with pytest.raises(ZeroDivisionError):
+        main(train_args(tmp_path / "run", tiny_checkpoint, data_dir) + ["--debug", "--overwrite"])
+
+
+# ----- the report ---------------------------------------------------------------------------
+def test_names_reaching_the_report_are_escaped_and_file_safe():
+    from mtbert.experiments.report import Report, safe_name
+
+    image = Report._image(None, '"><script>alert(1)</script>')
+    assert "<script>" not in image and "&quot;&gt;&lt;script&gt;" in image
+    assert safe_name("../../etc/x y") == "_.._etc_x_y" and "/" not in safe_name("a/b")
+    with pytest.raises(ValueError, match="use letters, digits"):
+        TaskSpec.from_dict({"name": '"><script>', "kind": "binary", "text_columns": ["a"], "label_column": "y",
+                            "files": {}})
+
+
+def test_json_files_of_a_run_are_named_when_broken(tmp_path):
+    from mtbert.integrity import read_json
+
+    (tmp_path / "results.json").write_text('{"best": ')
+    with pytest.raises(CheckpointError, match=r"results.json, line 1, column 10: not valid JSON"):
+        read_json(tmp_path / "results.json")
+    with pytest.raises(ConfigError, match=r"bad.yaml, line 3: not valid YAML"):
+        (tmp_path / "bad.yaml").write_text("train:\n  lr: [1\n")
+        load_config(tmp_path / "bad.yaml")
