@@ -145,34 +145,56 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .evaluate import predict_features, write_predictions
-    from .tasks import Example, read_examples
+    """Labels, probabilities and scores for sentences or pairs, from --text, a file, or standard input."""
+    from .evaluate import write_predictions
+    from .inference import Predictor
+    from .inference.inputs import read_inputs, read_stream, write_answers
 
     _setup_logging()
-    model, precision = _load_model_and_precision(args)
-    if args.task not in model.specs:
-        raise ValueError(f"the model has no task {args.task!r}; it has {', '.join(model.specs)}")
-    spec = model.specs[args.task]
-    if args.input:
-        examples = read_examples(spec, args.input, labelled=False).examples
+    predictor = Predictor.from_pretrained(args.model, args.device, args.precision, args.base, args.batch_size,
+                                          args.max_tokens)
+    specs = predictor.tasks
+    for task in args.task or []:
+        predictor.spec(task)  # unknown tasks are named before any work
+    single = specs[args.task[0]] if args.task and len(args.task) == 1 else None
+    if args.text:
+        if args.text_pair and len(args.text_pair) != len(args.text):
+            raise ValueError("give one --text-pair per --text")
+        inputs = [(t,) if not args.text_pair else (t, p) for t, p in zip(args.text, args.text_pair or args.text)]
+        ids = [str(i + 1) for i in range(len(inputs))]
     else:
-        if not args.text:
-            raise ValueError("pass --text (and --text-pair for pair tasks) or --input FILE")
-        if spec.is_pair and len(args.text_pair or []) != len(args.text):
-            raise ValueError(f"task {spec.name!r} takes sentence pairs: give one --text-pair per --text")
-        if not spec.is_pair and args.text_pair:
-            raise ValueError(f"task {spec.name!r} takes one sentence: --text-pair does not apply")
-        pairs = args.text_pair or [None] * len(args.text)
-        examples = [Example(str(i), (t,) if p is None else (t, p), None, 0) for i, (t, p) in enumerate(zip(args.text, pairs))]
-    features = model.featurize(spec.name, examples)
-    result = predict_features(model, features, args.batch_size, precision, args.max_tokens)
+        if args.input is None and sys.stdin.isatty():
+            raise ValueError("give --text (and --text-pair for pairs), --input FILE, or inputs on standard input")
+        source = "<stdin>" if args.input in (None, "-") else str(args.input)
+        text = read_stream(sys.stdin, source) if source == "<stdin>" else _read_file_text(Path(args.input))
+        ids, inputs = read_inputs(text, source, single, None if source == "<stdin>" else Path(args.input))
+    pairs = len(inputs[0]) == 2
+    if any(len(item) != len(inputs[0]) for item in inputs):
+        raise ValueError("the inputs mix single sentences and pairs: give one kind per call")
+    tasks = args.task or [name for name, spec in specs.items() if spec.is_pair == pairs]
+    for task in tasks:
+        if specs[task].is_pair != pairs:
+            raise ValueError(f"task {task!r} takes {'pairs' if specs[task].is_pair else 'one sentence'}: "
+                             f"{'--text-pair does not apply' if pairs else 'give --text-pair (or tab-separated pairs)'}")
+    if not tasks:
+        raise ValueError(f"the model has no task that takes {'pairs' if pairs else 'single sentences'}")
+    answers = predictor.predict_tasks([item if pairs else item[0] for item in inputs], tasks)
     if args.output:
-        write_predictions(Path(args.output), spec, result.ids, result.predictions)
-        print(f"wrote {len(result.ids)} predictions to {args.output}")
-    else:
-        for example, prediction in zip(examples, result.predictions):
-            print(json.dumps({"id": example.id, "texts": list(example.texts), "prediction": prediction}))
+        if len(tasks) != 1:
+            raise ValueError("--output writes one task's leaderboard file: name the task with --task")
+        spec = specs[tasks[0]]
+        values = [a.score if a.score is not None else a.label_id for a in answers[tasks[0]]]
+        write_predictions(Path(args.output), spec, ids, values)
+        print(f"wrote {len(ids)} predictions to {args.output}")
+        return 0
+    write_answers(sys.stdout, args.format, ids, inputs, answers, {task: specs[task] for task in tasks})
     return 0
+
+
+def _read_file_text(path: Path) -> str:
+    from .tasks.readers import read_text
+
+    return read_text(path)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -249,6 +271,10 @@ def existing(kind: str):
     return check
 
 
+def input_path(raw: str):
+    return raw if raw == "-" else existing("file")(raw)
+
+
 def writable(kind: str):
     """An argparse type: a path to write, which must not exist as the other kind."""
     def check(raw: str) -> Path:
@@ -309,12 +335,16 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--limit", type=positive_int, help="first N examples per task")
             command.add_argument("--output-dir", type=writable("dir"), help="also write leaderboard prediction files here")
         else:
-            command.add_argument("--task", required=True, help="one of the model's tasks, e.g. sst, quora, sts")
+            command.add_argument("--task", action="append", help="a task of the model, e.g. sst (repeatable; default: "
+                                 "every task that takes this kind of input)")
             command.add_argument("--text", action="append", help="a sentence (repeatable)")
             command.add_argument("--text-pair", action="append", help="the second sentence, for pair tasks")
-            command.add_argument("--input", type=existing("file"),
-                                 help="a file in the task's format (its label column is not needed)")
-            command.add_argument("--output", type=writable("file"), help="write a leaderboard-format file instead of printing")
+            command.add_argument("--input", type=input_path, help="a file: the task's own format (its ids are kept) or "
+                                 "plain text, one sentence or tab-separated pair per line; - for standard input")
+            command.add_argument("--format", choices=["text", "json", "csv"], default="text",
+                                 help="text (one line per input), json (one object per line) or csv")
+            command.add_argument("--output", type=writable("file"),
+                                 help="write one task's leaderboard-format file instead of printing")
 
     search = commands.add_parser("search", help="hyper-parameter search with Optuna (grid, random, TPE)")
     search.add_argument("--config", required=True, type=existing("file"),

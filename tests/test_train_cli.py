@@ -82,8 +82,9 @@ def test_predict_covers_a_whole_test_file(trained_run, data_dir, tmp_path, capsy
 def test_predict_text_and_evaluate_commands(trained_run, data_dir, capsys):
     assert main(["predict", "--model", str(trained_run / "best"), "--task", "sts",
                  "--text", "A dog runs.", "--text-pair", "A dog is running."]) == 0
-    line = json.loads(capsys.readouterr().out.strip())
-    assert 0.0 <= line["prediction"] <= 5.0 and line["texts"] == ["A dog runs.", "A dog is running."]
+    line = capsys.readouterr().out.strip().split("\t")
+    assert line[0] == "1" and line[1].startswith("sts: ") and 0.0 <= float(line[1].split()[1]) <= 5.0
+    assert line[2] == "A dog runs. | A dog is running."
     assert main(["evaluate", "--model", str(trained_run / "best"), "--data-dir", str(data_dir), "--limit", "24",
                  "--device", "cpu"]) == 0  # the run trained on the CPU; test_cuda compares devices
     printed = json.loads(capsys.readouterr().out)

@@ -28,6 +28,9 @@ class TaskSpec:
     # Leaderboard output: file prefix and header column, as the CS224N scripts name them.
     output_prefix: str = ""
     output_column: str = "Predicted"
+    # What each class means, in class order (classification: num_labels names; binary: two); saved with
+    # the model so that predictions can say "very positive" rather than 4. Empty: the class numbers.
+    label_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -44,10 +47,22 @@ class TaskSpec:
             object.__setattr__(self, "output_prefix", self.name)
         object.__setattr__(self, "text_columns", tuple(self.text_columns))
         object.__setattr__(self, "label_range", tuple(float(x) for x in self.label_range))
+        object.__setattr__(self, "label_names", tuple(str(x) for x in self.label_names))
+        classes = {"classification": self.num_labels, "binary": 2}.get(self.kind, 0)
+        if self.label_names and len(self.label_names) != classes:
+            raise ValueError(f"task {self.name!r}: label_names must name its {classes} classes, not "
+                             f"{len(self.label_names)}" if classes else f"task {self.name!r}: a regression task has "
+                             "no label_names (its scores lie in label_range)")
 
     @property
     def is_pair(self) -> bool:
         return len(self.text_columns) == 2
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The class names (the class numbers when none were given); empty for a regression task."""
+        classes = {"classification": self.num_labels, "binary": 2}.get(self.kind, 0)
+        return self.label_names or tuple(str(i) for i in range(classes))
 
     @property
     def output_dim(self) -> int:
@@ -57,6 +72,7 @@ class TaskSpec:
         values = dataclasses.asdict(self)
         values["text_columns"] = list(self.text_columns)
         values["label_range"] = list(self.label_range)
+        values["label_names"] = list(self.label_names)
         return values
 
     @classmethod
@@ -77,7 +93,7 @@ class TaskSpec:
                              f"{', '.join(required)})")
         values = dict(values)
         for field, kind in (("name", str), ("kind", str), ("label_column", str), ("delimiter", str), ("files", dict),
-                            ("text_columns", (list, tuple)), ("num_labels", int)):
+                            ("text_columns", (list, tuple)), ("num_labels", int), ("label_names", (list, tuple))):
             if field in values and not isinstance(values[field], kind):
                 raise ValueError(f"task {name!r}: {field} has the wrong type ({values[field]!r})")
         if not TASK_NAME.match(values["name"]):
@@ -85,6 +101,8 @@ class TaskSpec:
         if len(values["delimiter"]) != 1:
             raise ValueError(f"task {name!r}: delimiter must be one character, not {values['delimiter']!r}")
         values["text_columns"] = tuple(values.get("text_columns", ()))
+        if "label_names" in values:
+            values["label_names"] = tuple(values["label_names"])
         if "label_range" in values:
             if not isinstance(values["label_range"], (list, tuple)) or len(values["label_range"]) != 2:
                 raise ValueError(f"task {name!r}: label_range must be [low, high], not {values['label_range']!r}")
@@ -117,10 +135,12 @@ def _minbert_files(stem: str) -> dict:
 register_task(TaskSpec(
     name="sst", kind="classification", num_labels=5, text_columns=("sentence",), label_column="sentiment",
     files=_minbert_files("ids-sst"), output_prefix="sst", output_column="Predicted_Sentiment",
+    label_names=("very negative", "negative", "neutral", "positive", "very positive"),
 ))
 register_task(TaskSpec(
     name="quora", kind="binary", text_columns=("sentence1", "sentence2"), label_column="is_duplicate",
     files=_minbert_files("quora"), output_prefix="para", output_column="Predicted_Is_Paraphrase",
+    label_names=("not duplicate", "duplicate"),
 ))
 register_task(TaskSpec(
     name="sts", kind="regression", label_range=(0.0, 5.0), text_columns=("sentence1", "sentence2"),
@@ -130,4 +150,5 @@ register_task(TaskSpec(
 register_task(TaskSpec(
     name="cfimdb", kind="binary", text_columns=("sentence",), label_column="sentiment",
     files=_minbert_files("ids-cfimdb"), output_prefix="cfimdb", output_column="Predicted_Sentiment",
+    label_names=("negative", "positive"),
 ))

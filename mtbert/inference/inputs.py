@@ -1,0 +1,97 @@
+"""What ``mtbert predict`` reads and writes: inputs from a task file (ids kept) or plain text (one input
+per line, a tab between the two sentences of a pair), and answers as text, JSON lines or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Optional, Sequence, TextIO
+
+from ..tasks import DataError, TaskSpec, read_examples
+from ..tasks.readers import check_id
+from .predictor import Prediction
+
+FORMATS = ("text", "json", "csv")
+
+
+def looks_like_task_file(spec: TaskSpec, first_line: str) -> bool:
+    header = {name.strip() for name in first_line.rstrip("\r\n").split(spec.delimiter)}
+    return all(column in header for column in spec.text_columns)
+
+
+def read_inputs(text: str, source: str, spec: Optional[TaskSpec], path: Optional[Path] = None
+                ) -> tuple[list[str], list[tuple[str, ...]]]:
+    """(ids, inputs) from a task file of ``spec`` (its ids) or from plain text (line numbers as ids).
+    A plain line holds one sentence, or two separated by a tab; blank lines are skipped."""
+    lines = text.splitlines()
+    if spec is not None and path is not None and lines and looks_like_task_file(spec, lines[0]):
+        examples = read_examples(spec, path, labelled=False).examples
+        return [e.id for e in examples], [e.texts for e in examples]
+    ids, inputs, seen = [], [], {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        parts = tuple(part.strip() for part in line.split("\t"))
+        if len(parts) > 2 or not all(parts):
+            raise DataError(source, number, "expected one sentence, or two separated by one tab")
+        check_id(str(number), Path(source), number, seen)
+        ids.append(str(number))
+        inputs.append(parts)
+    if not inputs:
+        raise DataError(source, 0, "no input: give one sentence (or a tab-separated pair) per line")
+    return ids, inputs
+
+
+def write_answers(out: TextIO, fmt: str, ids: Sequence[str], inputs: Sequence[tuple[str, ...]],
+                  answers: dict[str, list[Prediction]], specs: dict[str, TaskSpec]) -> None:
+    """One line (or CSV row) per input, every task's answer on it."""
+    if fmt == "json":
+        for i, (example_id, texts) in enumerate(zip(ids, inputs)):
+            row = {"id": example_id, "inputs": list(texts)}
+            row.update({task: predictions[i].to_dict() for task, predictions in answers.items()})
+            for value in row.values():
+                if isinstance(value, dict):
+                    value.pop("task", None)
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return
+    if fmt == "csv":
+        pairs = max(len(t) for t in inputs) == 2
+        header = ["id", "text"] + (["text_pair"] if pairs else [])
+        for task, spec in specs.items():
+            header += [f"{task}_score"] if spec.kind == "regression" else (
+                [f"{task}_label"] + [f"{task}_p_{name}" for name in spec.labels])
+        writer = csv.writer(out)
+        writer.writerow(header)
+        for i, (example_id, texts) in enumerate(zip(ids, inputs)):
+            row = [example_id, *texts] + ([""] if pairs and len(texts) == 1 else [])
+            for task, spec in specs.items():
+                answer = answers[task][i]
+                row += [f"{answer.score:.4f}"] if spec.kind == "regression" else (
+                    [answer.label] + [f"{answer.probabilities[name]:.4f}" for name in spec.labels])
+            writer.writerow(row)
+        return
+    for i, (example_id, texts) in enumerate(zip(ids, inputs)):
+        parts = [describe(answers[task][i]) for task in answers]
+        shown = " | ".join(texts)
+        out.write(f"{example_id}\t{'  '.join(parts)}\t{shown}\n")
+
+
+def describe(answer: Prediction) -> str:
+    if answer.score is not None:
+        return f"{answer.task}: {answer.score:.2f}"
+    return f"{answer.task}: {answer.label} ({answer.probabilities[answer.label]:.2f})"
+
+
+def read_stream(stream: TextIO, source: str) -> str:
+    try:
+        return stream.read()
+    except UnicodeDecodeError as error:
+        raise DataError(source, 0, f"not UTF-8 ({error.reason})") from None
+
+
+def as_text(answers: dict[str, list[Prediction]], ids, inputs, specs, fmt: str) -> str:
+    buffer = io.StringIO()
+    write_answers(buffer, fmt, ids, inputs, answers, specs)
+    return buffer.getvalue()
