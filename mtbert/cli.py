@@ -197,6 +197,15 @@ def _read_file_text(path: Path) -> str:
     return read_text(path)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve.app import serve
+
+    _setup_logging()
+    serve(str(args.model), args.host, args.port, args.device, args.precision, args.window_ms, args.max_tokens,
+          str(args.base) if args.base else None)
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from .experiments.search import format_table, run_search
 
@@ -345,6 +354,18 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="text (one line per input), json (one object per line) or csv")
             command.add_argument("--output", type=writable("file"),
                                  help="write one task's leaderboard-format file instead of printing")
+
+    serve = commands.add_parser("serve", help="serve a trained model over HTTP (needs the serve extra)")
+    serve.add_argument("--model", required=True, type=existing("dir"), help="a model directory (a run's best/)")
+    serve.add_argument("--base", type=existing("dir"), help="for a delta model whose base encoder has moved")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=positive_int, default=8000, help="port (default 8000)")
+    serve.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    serve.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="autocast")
+    serve.add_argument("--window-ms", type=float, default=5.0,
+                       help="how long a pass waits for more requests to share it (default 5 ms)")
+    serve.add_argument("--max-tokens", type=positive_int, default=8192, help="most tokens gathered into one pass")
+    serve.set_defaults(handler=cmd_serve)
 
     search = commands.add_parser("search", help="hyper-parameter search with Optuna (grid, random, TPE)")
     search.add_argument("--config", required=True, type=existing("file"),

@@ -1,0 +1,1 @@
+"""Serving a trained model over HTTP, on top of ``mtbert.inference`` (needs the ``serve`` extra)."""
