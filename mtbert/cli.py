@@ -197,6 +197,25 @@ def _read_file_text(path: Path) -> str:
     return read_text(path)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .inference.export import export_onnx, export_sentence_transformers
+    from .multitask import MultitaskModel
+
+    _setup_logging()
+    model = MultitaskModel.from_pretrained(args.model, base=args.base).eval()
+    output = Path(args.output)
+    if args.format == "onnx":
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise ImportError("--format onnx needs the export extra: pip install -e '.[export]' (onnx, onnxscript)") from None
+        export_onnx(model, output, args.overwrite)
+    else:
+        export_sentence_transformers(model, output, args.pooling, args.normalize, args.overwrite)
+    print(f"wrote {output} ({args.format})")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve.app import serve
 
@@ -354,6 +373,18 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="text (one line per input), json (one object per line) or csv")
             command.add_argument("--output", type=writable("file"),
                                  help="write one task's leaderboard-format file instead of printing")
+
+    export = commands.add_parser("export", help="write a trained model for sentence-transformers or ONNX")
+    export.add_argument("--model", required=True, type=existing("dir"), help="a model directory (a run's best/)")
+    export.add_argument("--base", type=existing("dir"), help="for a delta model whose base encoder has moved")
+    export.add_argument("--format", required=True, choices=["sentence-transformers", "onnx"],
+                        help="sentence-transformers: the encoder with its pooling and length; onnx: a graph per task")
+    export.add_argument("output", type=writable("dir"), help="the directory to write")
+    export.add_argument("--pooling", choices=["mean", "cls"],
+                        help="sentence-transformers: the sentence vector (default: what most heads use)")
+    export.add_argument("--normalize", action="store_true", help="sentence-transformers: unit-length vectors")
+    export.add_argument("--overwrite", action="store_true", help="replace a directory that is not empty")
+    export.set_defaults(handler=cmd_export)
 
     serve = commands.add_parser("serve", help="serve a trained model over HTTP (needs the serve extra)")
     serve.add_argument("--model", required=True, type=existing("dir"), help="a model directory (a run's best/)")

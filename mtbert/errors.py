@@ -17,4 +17,4 @@ class TrainingDiverged(RuntimeError):
 
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, RunDirectoryBusy, FileNotFoundError, FileExistsError,
-               IsADirectoryError, NotADirectoryError, PermissionError, ValueError, KeyError)
+               IsADirectoryError, NotADirectoryError, PermissionError, ValueError, KeyError, ImportError)

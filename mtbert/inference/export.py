@@ -1,0 +1,123 @@
+"""``mtbert export``: a trained model in the formats other tools load.
+
+- ``sentence-transformers``: the shared encoder (Hugging Face names), its tokenizer, and the metadata
+  sentence-transformers reads (``modules.json``, ``sentence_bert_config.json`` with the model's max
+  length, ``1_Pooling/config.json``, and ``2_Normalize`` when asked), so that ``SentenceTransformer(OUT)``
+  gives the vectors ``Predictor.encode`` gives, instead of guessed defaults (length 512, mean pooling, no
+  normalisation).
+- ``onnx``: one graph per task, encoder and head together, with dynamic batch and length; inputs and
+  outputs are described in ``mtbert-onnx.json``. A joint head takes ``input_ids``, ``attention_mask``,
+  ``token_type_ids`` of shape (batch, length); a Siamese head takes the two sentences stacked along the
+  batch axis, shape (2·batch, length), first sentences first, both padded to one length. Output:
+  ``scores`` (logits, one logit, or the score), as the head gives them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..multitask import MultitaskModel
+from ..multitask.features import Batch
+
+FORMATS = ("sentence-transformers", "onnx")
+ST_POOLINGS = ("mean", "cls")
+
+
+def _prepare(output: Path, overwrite: bool) -> None:
+    if output.exists() and any(output.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{output} is not empty: choose another directory, or --overwrite")
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+
+
+def default_pooling(model: MultitaskModel) -> str:
+    """The pooling most heads use (a sentence vector a sentence-transformers user would expect)."""
+    counts = Counter(settings.get("pooling", "pooler") for settings in model.head_settings.values())
+    return counts.most_common(1)[0][0] if counts else "mean"
+
+
+def export_sentence_transformers(model: MultitaskModel, output: Path, pooling: Optional[str] = None,
+                                 normalize: bool = False, overwrite: bool = False) -> Path:
+    if model.peft:
+        raise ValueError(f"the model holds PEFT modules ({', '.join(model.peft)}) that a plain BERT checkpoint "
+                         "cannot hold: sentence-transformers would load the encoder without them")
+    pooling = pooling or default_pooling(model)
+    if pooling not in ST_POOLINGS:
+        raise ValueError(f"pooling {pooling!r} has no sentence-transformers equivalent (the BERT pooler layer is not "
+                         f"one of its modules): pass --pooling {' or '.join(ST_POOLINGS)}")
+    _prepare(output, overwrite)
+    model.encoder.save_pretrained(output)
+    model.tokenizer.save_pretrained(output)
+    hidden = model.encoder.config.hidden_size
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (output / "2_Normalize").mkdir()
+    write_json(output / "modules.json", modules)
+    write_json(output / "sentence_bert_config.json", {"max_seq_length": model.max_length, "do_lower_case": False})
+    (output / "1_Pooling").mkdir()
+    write_json(output / "1_Pooling" / "config.json", {
+        "word_embedding_dimension": hidden, "pooling_mode_cls_token": pooling == "cls",
+        "pooling_mode_mean_tokens": pooling == "mean", "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
+        "pooling_mode_lasttoken": False, "include_prompt": True})
+    write_json(output / "config_sentence_transformers.json", {"prompts": {}, "default_prompt_name": None,
+                                                              "similarity_fn_name": "cosine"})
+    write_json(output / "mtbert-export.json", {"pooling": pooling, "normalize": normalize,
+                                               "max_length": model.max_length})
+    return output
+
+
+class TaskGraph(torch.nn.Module):
+    """One task's encoder and head as a function of plain tensors (what an ONNX graph can take)."""
+
+    def __init__(self, model: MultitaskModel, task: str):
+        super().__init__()
+        self.model, self.task = model, task
+        self.segments = 2 if model.encoding(task) == "separate" else 1
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        batch = Batch(self.task, input_ids, attention_mask, token_type_ids, self.segments, None, [])
+        return self.model(batch).scores.float()
+
+
+def export_onnx(model: MultitaskModel, output: Path, overwrite: bool = False, opset: int = 17) -> Path:
+    if model.peft:
+        raise ValueError(f"the model holds PEFT modules ({', '.join(model.peft)}) whose forward hooks ONNX export "
+                         "does not follow: export is for models without them")
+    _prepare(output, overwrite)
+    model = model.float().eval()
+    description = {"opset": opset, "tasks": {}}
+    for task, spec in model.specs.items():
+        graph = TaskGraph(model, task).eval()  # the exporter restores the wrapper's mode, and with it the model's
+        length, rows = 9, 2 * graph.segments
+        mask = torch.ones(rows, length, dtype=torch.long)
+        mask[0, -3:] = 0  # padding in the example: the encoder's no-padding shortcut must not be the traced path
+        example = (torch.randint(1000, 2000, (rows, length)), mask, torch.zeros(rows, length, dtype=torch.long))
+        path = output / f"{task}.onnx"
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        axes = {name: {0: "rows", 1: "length"} for name in names}
+        axes["scores"] = {0: "batch"}
+        torch.onnx.export(graph, example, str(path), input_names=names, output_names=["scores"],
+                          dynamic_axes=axes, opset_version=opset, dynamo=False)
+        description["tasks"][task] = {
+            "file": path.name, "kind": spec.kind, "segments": graph.segments,
+            "inputs": "(2·batch, length): the pair's first sentences, then its second ones" if graph.segments == 2
+            else "(batch, length)", "labels": list(spec.labels), "range": list(spec.label_range)
+            if spec.kind == "regression" else None, "max_length": model.max_length}
+    model.eval()
+    model.tokenizer.save_pretrained(output)
+    write_json(output / "mtbert-onnx.json", description)
+    return output
+
+
+def write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
