@@ -15,6 +15,7 @@ import torch
 from mtbert.precision import cpu_has_native_bf16
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def cpu_name() -> str:
