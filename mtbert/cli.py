@@ -1,4 +1,5 @@
-"""``mtbert train | evaluate | predict | search | report | compare``: the command line over the Python API."""
+"""``mtbert train | evaluate | predict | export | serve | search | report | compare``: the command line over
+the Python API."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
+
+from .cli_args import Parser, existing, input_path, non_negative_int, positive_int, writable
 
 log = logging.getLogger("mtbert")
 
@@ -205,10 +208,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = MultitaskModel.from_pretrained(args.model, base=args.base).eval()
     output = Path(args.output)
     if args.format == "onnx":
-        try:
-            import onnx  # noqa: F401
-        except ImportError:
-            raise ImportError("--format onnx needs the export extra: pip install -e '.[export]' (onnx, onnxscript)") from None
+        import importlib.util
+
+        if importlib.util.find_spec("onnx") is None:  # the exporter writes through it
+            raise ImportError("--format onnx needs the export extra: pip install -e '.[export]' (onnx, onnxscript)")
         export_onnx(model, output, args.overwrite)
     else:
         export_sentence_transformers(model, output, args.pooling, args.normalize, args.overwrite)
@@ -263,63 +266,6 @@ def package_version() -> str:
         return version("mtbert")
     except PackageNotFoundError:  # run from a checkout that was not installed
         return "unknown (not installed)"
-
-
-def positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
-
-
-def non_negative_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def existing(kind: str):
-    """An argparse type: a path that must exist as a ``file`` or a ``dir``, named in the error."""
-    def check(raw: str) -> Path:
-        path = Path(raw)
-        if not path.exists():
-            raise argparse.ArgumentTypeError(f"{raw} not found")
-        if kind == "file" and path.is_dir():
-            raise argparse.ArgumentTypeError(f"{raw} is a directory, expected a file")
-        if kind == "dir" and not path.is_dir():
-            raise argparse.ArgumentTypeError(f"{raw} is a file, expected a directory")
-        return path
-    return check
-
-
-def input_path(raw: str):
-    return raw if raw == "-" else existing("file")(raw)
-
-
-def writable(kind: str):
-    """An argparse type: a path to write, which must not exist as the other kind."""
-    def check(raw: str) -> Path:
-        path = Path(raw)
-        if kind == "file" and path.is_dir():
-            raise argparse.ArgumentTypeError(f"{raw} is a directory, expected a file to write")
-        if kind == "dir" and path.exists() and not path.is_dir():
-            raise argparse.ArgumentTypeError(f"{raw} is a file, expected a directory")
-        return path
-    return check
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, with its errors as one line (its usage block is in --help)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
