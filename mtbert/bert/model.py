@@ -131,8 +131,9 @@ def attention_mask_for_sdpa(attention_mask: Optional[torch.Tensor]) -> Optional[
     """
     if attention_mask is None:
         return None
-    if not torch.compiler.is_compiling() and bool(attention_mask.all()):  # a data-dependent branch would
-        return None                                                       # break a compiled graph
+    traced = torch.compiler.is_compiling() or torch.jit.is_tracing()  # a data-dependent branch would break a
+    if not traced and bool(attention_mask.all()):                      # compiled graph or freeze an exported one
+        return None
     return attention_mask.bool()[:, None, None, :]
 
 
