@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import BertConfig
+from .dropout import Dropout, dropout
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -49,7 +50,7 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
         length = input_ids.shape[1]
@@ -84,14 +85,27 @@ class BertSelfAttention(nn.Module):
         batch, length, width = hidden.shape
         qkv = self.qkv(hidden).view(batch, length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        context = F.scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            attn_mask=mask,
-            dropout_p=self.attention_dropout if self.training else 0.0,
-        )
+        if self.training and self.attention_dropout > 0.0 and hidden.device.type == "cpu":
+            context = attention_with_dropout(query, key, value, mask, self.attention_dropout)
+        else:
+            context = F.scaled_dot_product_attention(
+                query,
+                key,
+                value,
+                attn_mask=mask,
+                dropout_p=self.attention_dropout if self.training else 0.0,
+            )
         return self.out(context.transpose(1, 2).reshape(batch, length, width))
+
+
+def attention_with_dropout(query, key, value, mask: Optional[torch.Tensor], p: float) -> torch.Tensor:
+    """softmax(QKᵀ/√d + mask) with dropout, times V: what SDPA computes on a CPU when dropout is on (it
+    falls back to this arithmetic there), with the cheap dropout mask. The softmax is taken in fp32."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * (query.shape[-1] ** -0.5)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
+    return torch.matmul(dropout(probs, p, True).to(value.dtype), value)
 
 
 class BertLayer(nn.Module):
@@ -104,7 +118,7 @@ class BertLayer(nn.Module):
         self.ffn_in = nn.Linear(config.hidden_size, config.intermediate_size)
         self.ffn_out = nn.Linear(config.intermediate_size, config.hidden_size)
         self.output_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.activation = ACTIVATIONS[config.hidden_act]
 
     def forward(self, hidden: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:

@@ -42,6 +42,10 @@ class AdamW(Optimizer):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, correct_bias=correct_bias)
         super().__init__(params, defaults)
         self.update_masks: dict[torch.Tensor, torch.Tensor] = {}
+        # Scratch tensors reused every step (not state: never saved). Allocating them anew each step cost as
+        # much as the update itself on a CPU: a tensor over ~32 MB (MiniLM's word embeddings) is mapped
+        # fresh from the system every time, and its pages fault in again.
+        self._scratch: dict[torch.Tensor, list[torch.Tensor]] = {}
 
     def set_update_masks(self, masks: dict[torch.Tensor, torch.Tensor]) -> None:
         """Parameters that may change only where their mask is 1 (parameter selection). Their gradients
@@ -87,16 +91,31 @@ class AdamW(Optimizer):
             root_correction = math.sqrt(1.0 - beta2**step)
         else:
             step_size, root_correction = lr, 1.0
-        denominators = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_div_(denominators, root_correction)
-        torch._foreach_add_(denominators, eps)
+        # m̂/(√v̂ + ε) = rc·m/(√v + rc·ε) with rc = √(1 − β₂ᵗ): one pass over the moments fewer than dividing √v
+        denominators = self.scratch(params, 0)
+        for exp_avg_sq, denominator in zip(exp_avg_sqs, denominators):
+            torch.sqrt(exp_avg_sq, out=denominator)
+        torch._foreach_add_(denominators, eps * root_correction)
+        step_size *= root_correction
         if not weight_decay:
             torch._foreach_addcdiv_(params, exp_avgs, denominators, -step_size)
             return
         # the step u = lr·wd·p (masked by a parameter selection) + step_size·m/(√v + ε); then p ← p − u
-        steps = torch._foreach_mul(params, lr * weight_decay)
+        steps = self.scratch(params, 1)
+        for param, step in zip(params, steps):
+            torch.mul(param, lr * weight_decay, out=step)
         masked = [i for i, p in enumerate(params) if p in self.update_masks]
         if masked:
             torch._foreach_mul_([steps[i] for i in masked], [self.update_masks[params[i]] for i in masked])
         torch._foreach_addcdiv_(steps, exp_avgs, denominators, step_size)
         torch._foreach_sub_(params, steps)
+
+    def scratch(self, params: list[torch.Tensor], slot: int) -> list[torch.Tensor]:
+        """Tensor ``slot`` (0: denominators, 1: steps) of each parameter's scratch, made on first use."""
+        out = []
+        for param in params:
+            buffers = self._scratch.setdefault(param, [])
+            while len(buffers) <= slot:
+                buffers.append(torch.empty_like(param, memory_format=torch.preserve_format))
+            out.append(buffers[slot])
+        return out
