@@ -100,12 +100,14 @@ class BertSelfAttention(nn.Module):
 
 def attention_with_dropout(query, key, value, mask: Optional[torch.Tensor], p: float) -> torch.Tensor:
     """softmax(QKᵀ/√d + mask) with dropout, times V: what SDPA computes on a CPU when dropout is on (it
-    falls back to this arithmetic there), with the cheap dropout mask. The softmax is taken in fp32."""
+    falls back to this arithmetic there), with the cheap dropout mask. The softmax is taken in fp32 and
+    its output cast to V's dtype before the mask, so that the (batch, heads, length, length) tensors kept
+    for the backward pass are bf16 under autocast, not fp32."""
     scores = torch.matmul(query, key.transpose(-1, -2)) * (query.shape[-1] ** -0.5)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
-    return torch.matmul(dropout(probs, p, True).to(value.dtype), value)
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
+    return torch.matmul(dropout(probs, p, True), value)
 
 
 class BertLayer(nn.Module):
