@@ -1,0 +1,201 @@
+"""The five reports at full scale: a matrix of runs (row x seed), resumable across sittings.
+
+    python benchmarks/study.py --dry-run                      # the plan, with estimated hours
+    python benchmarks/study.py [--only ROW ...] [--seeds N]   # run what is not finished yet
+    python benchmarks/study.py --table                        # mean ± sd per row from the records
+
+Each row is a recipe with variants and overrides at the same budget: 3 epochs over the full training sets
+(SST 8,544, Quora 14,061, STS 6,040) with all-MiniLM-L6-v2, scored on the full dev sets. Each run is a
+``mtbert train`` process of its own (its peak memory is its own), alone on the machine; when it ends its
+record goes to ``benchmarks/results/study/<row>/seed<N>/record.json`` (config, dev metrics per epoch,
+best dev, wall time, training tokens/s, padding, peak memory, parameter counts, machine load) beside its
+``predictions/`` (dev and test, leaderboard format), and its checkpoint is deleted. A rerun skips finished
+runs and resumes an interrupted one from its checkpoint. ``--set`` adds overrides to every run (a smoke
+test at a tiny scale; such records are marked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import REPO, RESULTS, markdown_table
+
+RECIPES = REPO / "recipes"
+FULL = ("train.epochs=3",)
+
+
+@dataclasses.dataclass
+class Row:
+    recipe: str
+    variants: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = FULL
+    seeds: int = 3
+    claim: str = ""
+
+
+PAPER = "papers/"
+ROWS: dict[str, Row] = {
+    "quickstart": Row("quickstart.yaml", overrides=()),
+    "000-system": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu",), claim="SMART, bilinear heads, cycled"),
+    "000-no-smart": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu", "no-smart"), seeds=1),
+    "000-shuffled": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu",), FULL + ("train.schedule=shuffled",), 1),
+    "001-system": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu",), FULL + ("train.epochs=10",),
+                      claim="adapters in a frozen encoder"),
+    "001-lhuc": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu", "lhuc"), FULL, 1),
+    "001-full-fine-tuning": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu", "baseline"), FULL, 1),
+    "002-system": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu",), claim="cross-encoders, shared layer"),
+    "002-siamese": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu", "siamese-cosine"), FULL, 1),
+    "002-no-shared-layer": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu", "no-shared-layer"), FULL, 1),
+    "003-system": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu",), claim="SAM, PCGrad, augmentation"),
+    "003-no-pcgrad": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "no-pcgrad"), FULL, 1),
+    "003-no-augmentation": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "no-augmentation"), FULL, 1),
+    "003-no-sam": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "full-fine-tuning"), FULL, 1),
+    "004-system": Row(PAPER + "004-relational-interleaved.yaml", ("cpu",), claim="relational layer, separate steps"),
+    "004-no-relational-layer": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "no-relational-layer"), FULL, 1),
+    "004-combined-steps": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "combined-steps"), FULL, 1),
+    "004-smart": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "smart"), FULL, 1),
+}
+# 001's report trained 10 epochs of new modules at lr 1e-3; its row keeps the report's epochs (said here).
+
+
+def run_paths(root: Path, runs: Path, row: str, seed: int) -> tuple[Path, Path]:
+    return root / row / f"seed{seed}", runs / row / f"seed{seed}"
+
+
+def command(row: Row, run_dir: Path, seed: int, extra: list[str], resume: bool) -> list[str]:
+    if resume:
+        return [sys.executable, "-m", "mtbert", "train", "--resume", str(run_dir)]
+    args = [sys.executable, "-m", "mtbert", "train", "--config", str(RECIPES / row.recipe), "--output-dir",
+            str(run_dir), "--overwrite"]
+    for variant in row.variants:
+        args += ["--variant", variant]
+    for item in [*row.overrides, f"train.seed={seed}", "train.progress=false", *extra]:
+        args += ["--set", item]
+    return args
+
+
+def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[str]) -> dict:
+    record_dir, run_dir = run_paths(root, runs, name, seed)
+    resume = (run_dir / "checkpoint.pt").exists() and not (run_dir / "results.json").exists()
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    process = subprocess.Popen(command(row, run_dir, seed, extra, resume), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    err = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)  # the child's own peak memory comes with its exit
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{name} seed {seed} failed (exit {code}): {err.strip().splitlines()[-1:]}")
+    wall = time.perf_counter() - started
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    record = {
+        "row": name, "seed": seed, "recipe": row.recipe, "variants": list(row.variants),
+        "overrides": [*row.overrides, *extra], "smoke": bool(extra), "resumed": resume,
+        "best": results["best"], "dev_per_evaluation": [m for m in metrics if m.get("split") == "dev"],
+        "wall_seconds": round(wall, 1), "train_seconds": results["train_seconds"],
+        "train_tokens_per_second": results["train_tokens_per_second"], "padding_share": results["padding_share"],
+        "peak_mib": round(usage.ru_maxrss / 1024, 1), "parameters": results.get("parameters", {}).get("model", {}),
+        "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        "config": (run_dir / "config.yaml").read_text(encoding="utf-8"),
+    }
+    if record_dir.exists():
+        shutil.rmtree(record_dir)
+    record_dir.mkdir(parents=True)
+    shutil.copytree(run_dir / "predictions", record_dir / "predictions")
+    (record_dir / "record.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    return record
+
+
+def estimate_hours(name: str, row: Row) -> float:
+    """Rough: the quickstart's measured training rate on this machine, times SMART's measured step
+    cost where the row has SMART; epochs as the row sets them."""
+    rate = 3886.0  # real tokens/s of the quickstart here (benchmarks/results/quickstart_epyc_bf16.json)
+    record = RESULTS / "quickstart_epyc_bf16.json"
+    if record.exists():
+        rate = json.loads(record.read_text())["results"]["train_tokens_per_second"]
+    epochs = 3
+    for item in row.overrides:
+        if item.startswith("train.epochs="):
+            epochs = int(item.split("=")[1])
+    factor = 1.0
+    smart = RESULTS / "smart_cost.json"
+    if ("000" in name and "no-smart" not in name) or name == "004-smart":
+        factor = json.loads(smart.read_text())["cost"]["ratio"] if smart.exists() else 6.0
+    tokens_per_epoch = 813_783 * (1.3 if name.startswith("003") and "no-augmentation" not in name else 1.0)
+    return epochs * tokens_per_epoch / rate * factor / 3600 + 0.05  # + evaluation and predictions
+
+
+def plan(only: list[str], seeds: int | None, root: Path) -> list[tuple[str, int]]:
+    unknown = sorted(set(only) - set(ROWS))
+    if unknown:
+        raise SystemExit(f"unknown row(s) {', '.join(unknown)}; rows: {', '.join(ROWS)}")
+    todo = []
+    for name, row in ROWS.items():
+        if only and name not in only:
+            continue
+        for seed in range(seeds if seeds is not None else row.seeds):
+            if not (root / name / f"seed{seed}" / "record.json").exists():
+                todo.append((name, seed))
+    return todo
+
+
+def table(root: Path) -> str:
+    rows = []
+    for name in ROWS:
+        records = [json.loads(p.read_text()) for p in sorted((root / name).glob("seed*/record.json"))]
+        if not records:
+            continue
+        cells = [name, str(len(records))]
+        for key in ("sst_acc", "quora_acc", "sts_pearson", "composite"):
+            values = [r["best"][key] for r in records if key in r["best"]]
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.3f} ± {sd:.3f}" if len(values) > 1 else f"{values[0]:.3f}")
+        cells.append(f"{statistics.mean(r['wall_seconds'] for r in records) / 60:.1f} min")
+        cells.append(f"{statistics.mean(r['train_tokens_per_second'] for r in records):,.0f}")
+        cells.append(f"{records[0]['parameters'].get('tunable', 0):,} / {records[0]['parameters'].get('stored', 0):,}")
+        cells.append("smoke" if any(r["smoke"] for r in records) else "")
+        rows.append(cells)
+    return markdown_table(["row", "seeds", "SST acc", "Quora acc", "STS r", "composite", "time per run", "tok/s",
+                           "trainable / stored", "note"], rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", default=[])
+    parser.add_argument("--seeds", type=int, help="seeds per row (default: 3 for systems, 1 for ablations)")
+    parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--table", action="store_true")
+    parser.add_argument("--set", action="append", default=[], help="an override for every run (smoke tests)")
+    parser.add_argument("--root", type=Path, default=RESULTS / "study")
+    parser.add_argument("--runs", type=Path, default=REPO / "runs" / "study")
+    args = parser.parse_args()
+    if args.table:
+        print(table(args.root))
+        return
+    todo = plan(args.only, args.seeds, args.root)
+    if args.dry_run:
+        hours = [(name, seed, estimate_hours(name, ROWS[name])) for name, seed in todo]
+        print(markdown_table(["row", "seed", "estimated hours"], [[n, s, f"{h:.2f}"] for n, s, h in hours]))
+        print(f"\n{len(todo)} runs left, about {sum(h for *_, h in hours):.1f} hours alone on this machine")
+        return
+    for name, seed in todo:
+        print(f"{name} seed {seed} ...", flush=True)
+        record = run_one(name, ROWS[name], seed, args.root, args.runs, args.set)
+        print(f"  composite {record['best'].get('composite', float('nan')):.4f} in {record['wall_seconds'] / 60:.1f} min",
+              flush=True)
+    print(table(args.root))
+
+
+if __name__ == "__main__":
+    main()
