@@ -152,6 +152,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .evaluate import write_predictions
     from .inference import Predictor
     from .inference.inputs import read_inputs, read_stream, write_answers
+    from .tasks.readers import read_text
 
     _setup_logging()
     predictor = Predictor.from_pretrained(args.model, args.device, args.precision, args.base, args.batch_size,
@@ -169,7 +170,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.input is None and sys.stdin.isatty():
             raise ValueError("give --text (and --text-pair for pairs), --input FILE, or inputs on standard input")
         source = "<stdin>" if args.input in (None, "-") else str(args.input)
-        text = read_stream(sys.stdin, source) if source == "<stdin>" else _read_file_text(Path(args.input))
+        text = read_stream(sys.stdin, source) if source == "<stdin>" else read_text(Path(args.input))
         ids, inputs = read_inputs(text, source, single, None if source == "<stdin>" else Path(args.input))
     pairs = len(inputs[0]) == 2
     if any(len(item) != len(inputs[0]) for item in inputs):
@@ -192,12 +193,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     write_answers(sys.stdout, args.format, ids, inputs, answers, {task: specs[task] for task in tasks})
     return 0
-
-
-def _read_file_text(path: Path) -> str:
-    from .tasks.readers import read_text
-
-    return read_text(path)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

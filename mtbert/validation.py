@@ -57,15 +57,14 @@ def device(value: Any) -> Optional[str]:
     return None if isinstance(value, str) and DEVICE.match(value) else "must be auto, cpu, mps, cuda or cuda:N"
 
 
+# TrainConfig checks its batch sizes, eval_every, eval_max_tokens and keep_checkpoint itself, as it is
+# built; the rules here cover everything else.
 RULES: dict[str, Check] = {
     "model.max_length": at_least(8, integer=True),
     "data.limit": at_least(1, integer=True, optional=True),
     "data.eval_limit": at_least(1, integer=True, optional=True),
     "data.shrink": at_least(1, integer=True),
     "train.epochs": at_least(1, integer=True),
-    "train.batch_size": at_least(1, integer=True),
-    "train.eval_batch_size": at_least(1, integer=True),
-    "train.eval_max_tokens": at_least(0, integer=True, optional=True),
     "train.lr": above(0),
     "train.weight_decay": at_least(0),
     "train.eps": above(0),
@@ -79,7 +78,6 @@ RULES: dict[str, Check] = {
     "train.device": device,
     "train.num_threads": at_least(1, integer=True, optional=True),
     "train.checkpoint_every": at_least(0, integer=True),
-    "train.eval_every": at_least(0, integer=True),
     "train.log_every": at_least(0, integer=True),
     "train.seed": at_least(0, integer=True),
     "train.smart.weight": at_least(0),

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from tqdm.auto import tqdm
 
-from ..multitask import MultitaskModel, TaskFeatures, collate, sorted_batches
+from ..multitask import Batch, MultitaskModel, TaskFeatures, collate, sorted_batches
 from ..tasks import METRICS, composite_score, metric_key, predictions_from_outputs
 from ..precision import Precision
 
@@ -39,11 +39,12 @@ def default_eval_max_tokens(device: torch.device) -> int:
 
 
 @torch.no_grad()
-def head_outputs(model: MultitaskModel, features: TaskFeatures, batch_size: int, precision: Precision,
-                 max_tokens: Optional[int] = None, progress: Optional[bool] = None) -> torch.Tensor:
-    """The head's raw outputs for every example, in example order (fp32, on the CPU). The batches'
-    outputs stay on the device until the end: one copy back, not one wait per batch. ``progress``: a
-    bar per task (None: only on a terminal)."""
+def batched_outputs(model: MultitaskModel, features: TaskFeatures, batch_size: int, precision: Precision,
+                    forward: Callable[[Batch], torch.Tensor], max_tokens: Optional[int] = None,
+                    progress: Optional[bool] = None) -> torch.Tensor:
+    """``forward(batch)`` for every example, in example order (fp32, on the CPU), over length-sorted
+    batches capped in padded tokens. The batches' outputs stay on the device until the end: one copy
+    back, not one wait per batch. ``progress``: a bar per task (None: only on a terminal)."""
     model.eval()
     if max_tokens is None:
         max_tokens = default_eval_max_tokens(precision.device)
@@ -54,7 +55,7 @@ def head_outputs(model: MultitaskModel, features: TaskFeatures, batch_size: int,
                         disable=(None if progress is None else not progress)):
         batch = collate(features, indices, model.tokenizer.pad_token_id).to(precision.device)
         with precision.autocast():
-            results.append(model(batch).scores.float())
+            results.append(forward(batch).float())
         order.extend(indices)
     if not results:
         return torch.empty(0)
@@ -62,6 +63,13 @@ def head_outputs(model: MultitaskModel, features: TaskFeatures, batch_size: int,
     outputs = torch.empty_like(stacked)
     outputs[torch.tensor(order)] = stacked
     return outputs
+
+
+def head_outputs(model: MultitaskModel, features: TaskFeatures, batch_size: int, precision: Precision,
+                 max_tokens: Optional[int] = None, progress: Optional[bool] = None) -> torch.Tensor:
+    """The head's raw outputs (logits, one logit, or a score) for every example, in example order."""
+    return batched_outputs(model, features, batch_size, precision, lambda batch: model(batch).scores, max_tokens,
+                           progress)
 
 
 def predict_features(model: MultitaskModel, features: TaskFeatures, batch_size: int,

@@ -25,7 +25,6 @@ import torch
 from ..multitask import MultitaskModel
 from ..multitask.features import Batch
 
-FORMATS = ("sentence-transformers", "onnx")
 ST_POOLINGS = ("mean", "cls")
 
 

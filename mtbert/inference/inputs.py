@@ -4,7 +4,6 @@ per line, a tab between the two sentences of a pair), and answers as text, JSON 
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
@@ -12,9 +11,6 @@ from typing import Optional, Sequence, TextIO
 from ..tasks import DataError, TaskSpec, read_examples
 from ..tasks.readers import check_id
 from .predictor import Prediction
-
-FORMATS = ("text", "json", "csv")
-
 
 def looks_like_task_file(spec: TaskSpec, first_line: str) -> bool:
     header = {name.strip() for name in first_line.rstrip("\r\n").split(spec.delimiter)}
@@ -89,9 +85,3 @@ def read_stream(stream: TextIO, source: str) -> str:
         return stream.read()
     except UnicodeDecodeError as error:
         raise DataError(source, 0, f"not UTF-8 ({error.reason})") from None
-
-
-def as_text(answers: dict[str, list[Prediction]], ids, inputs, specs, fmt: str) -> str:
-    buffer = io.StringIO()
-    write_answers(buffer, fmt, ids, inputs, answers, specs)
-    return buffer.getvalue()

@@ -15,8 +15,8 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from ..evaluate.evaluator import default_eval_max_tokens, head_outputs
-from ..multitask import MultitaskModel, collate, sorted_batches
+from ..evaluate.evaluator import batched_outputs, predict_features
+from ..multitask import MultitaskModel
 from ..multitask.features import featurize
 from ..precision import Precision, resolve_device, resolve_precision
 from ..tasks import Example, TaskSpec
@@ -98,12 +98,8 @@ class Predictor:
         """The head's raw outputs (logits, one logit, or a score), in input order; the mean over both
         orders of a pair where the model was trained to average them."""
         features = self.model.featurize(task, self.examples(task, inputs))
-        outputs = head_outputs(self.model, features, self.batch_size, self.precision, self.max_tokens, progress=False)
-        if self.model.pair_order(task) == "both" and len(features):
-            swapped = features.oriented([True] * len(features))
-            outputs = (outputs + head_outputs(self.model, swapped, self.batch_size, self.precision, self.max_tokens,
-                                              progress=False)) / 2
-        return outputs
+        return predict_features(self.model, features, self.batch_size, self.precision, self.max_tokens,
+                                progress=False).outputs
 
     def predict(self, task: str, inputs: Union[Input, Sequence[Input]]) -> list[Prediction]:
         """One prediction per input (a single sentence or pair may be passed alone)."""
@@ -122,7 +118,6 @@ class Predictor:
         chosen = list(tasks) if tasks is not None else [t for t, s in self.model.specs.items() if s.is_pair == pairs]
         return {task: self.predict(task, inputs) for task in chosen}
 
-    @torch.no_grad()
     def encode(self, sentences: Sequence[str], pooling: str = "mean", normalize: bool = False) -> torch.Tensor:
         """Sentence vectors of the shared encoder, pooled as a head pools them (``mean``, ``cls``,
         ``pooler``), optionally L2-normalised; (n, hidden) fp32 on the CPU, in input order."""
@@ -130,19 +125,14 @@ class Predictor:
         spec = TaskSpec(name="sentences", kind="regression", text_columns=("text",), label_column="", files={})
         examples = [Example(str(i), (s,), None, i + 1) for i, s in enumerate(sentences)]
         features = featurize(self.model.tokenizer, spec, examples, "joint", self.model.max_length)
-        vectors, order = [], []
-        cap = default_eval_max_tokens(self.precision.device) if self.max_tokens is None else self.max_tokens
-        for indices in sorted_batches(features.lengths, self.batch_size, cap):
-            batch = collate(features, indices, self.model.tokenizer.pad_token_id).to(self.precision.device)
-            with self.precision.autocast():
-                output = self.model.encoder(batch.input_ids, batch.attention_mask, batch.token_type_ids)
-            vectors.append(pool(output, batch.attention_mask).float())
-            order.extend(indices)
-        if not vectors:
-            return torch.empty(0, self.model.encoder.config.hidden_size)
-        stacked = torch.cat(vectors).cpu()
-        result = torch.empty_like(stacked)
-        result[torch.tensor(order)] = stacked
+        encoder = self.model.encoder
+
+        def vectors(batch):
+            return pool(encoder(batch.input_ids, batch.attention_mask, batch.token_type_ids), batch.attention_mask)
+        if not examples:
+            return torch.empty(0, encoder.config.hidden_size)
+        result = batched_outputs(self.model, features, self.batch_size, self.precision, vectors, self.max_tokens,
+                                 progress=False)
         return torch.nn.functional.normalize(result, dim=-1) if normalize else result
 
 

@@ -14,7 +14,7 @@ micro-batched into shared encoder passes (``mtbert.serve.batcher``); SIGTERM shu
 
 import contextlib
 from importlib import resources
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from ..inference import Predictor
 from .batcher import MicroBatcher
@@ -143,7 +143,7 @@ def answer_dict(answer) -> dict:
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto", precision: str = "auto",
-          window_ms: float = 5.0, max_tokens: int = 8192, base: Optional[Union[str, None]] = None) -> None:
+          window_ms: float = 5.0, max_tokens: int = 8192, base: Optional[str] = None) -> None:
     """Load the model and serve it until SIGTERM or Ctrl-C."""
     try:
         import uvicorn
