@@ -40,11 +40,14 @@ class Row:
     overrides: tuple[str, ...] = FULL
     seeds: int = 3
     claim: str = ""
+    runner: str = "mtbert"  # a key of RUNNERS: how one seed of the row is run
+    after: str = ""  # a row whose run of the same seed this one starts from (its best/)
 
 
 PAPER = "papers/"
 ROWS: dict[str, Row] = {
     "quickstart": Row("quickstart.yaml", overrides=()),
+    "hf-reference": Row("", overrides=(), runner="transformers"),
     "000-system": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu",), claim="SMART, bilinear heads, cycled"),
     "000-no-smart": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu", "no-smart"), seeds=1),
     "000-shuffled": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu",), FULL + ("train.schedule=shuffled",), 1),
@@ -59,28 +62,96 @@ ROWS: dict[str, Row] = {
     "003-no-pcgrad": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "no-pcgrad"), FULL, 1),
     "003-no-augmentation": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "no-augmentation"), FULL, 1),
     "003-no-sam": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "full-fine-tuning"), FULL, 1),
+    "003-final-stage": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu",), ("train.epochs=1",), 1,
+                           runner="final-stage", after="003-system"),
     "004-system": Row(PAPER + "004-relational-interleaved.yaml", ("cpu",), claim="relational layer, separate steps"),
     "004-no-relational-layer": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "no-relational-layer"), FULL, 1),
     "004-combined-steps": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "combined-steps"), FULL, 1),
     "004-smart": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "smart"), FULL, 1),
 }
 # 001's report trained 10 epochs of new modules at lr 1e-3; its row keeps the report's epochs (said here).
+# 003's final stage trains one head at a time on the frozen system of the same seed (sst, then quora, then
+# sts, each from the previous stage's best/), one epoch per head: the report gives up to 30 epochs for
+# every stage; one epoch of a head alone is the share of the 3-epoch budget this row can afford.
+# The transformers reference tries lr 2e-5, 3e-5 and 5e-5 per task on seed 0 and keeps the best on dev;
+# its other seeds run at the rates seed 0 chose.
 
 
 def run_paths(root: Path, runs: Path, row: str, seed: int) -> tuple[Path, Path]:
     return root / row / f"seed{seed}", runs / row / f"seed{seed}"
 
 
-def command(row: Row, run_dir: Path, seed: int, extra: list[str], resume: bool) -> list[str]:
+def mtbert_command(row: Row, run_dir: Path, seed: int, extra: list[str], resume: bool,
+                   variants: tuple[str, ...] = (), overrides: tuple[str, ...] = ()) -> list[str]:
     if resume:
         return [sys.executable, "-m", "mtbert", "train", "--resume", str(run_dir)]
     args = [sys.executable, "-m", "mtbert", "train", "--config", str(RECIPES / row.recipe), "--output-dir",
             str(run_dir), "--overwrite"]
-    for variant in row.variants:
+    for variant in (*row.variants, *variants):
         args += ["--variant", variant]
-    for item in [*row.overrides, f"train.seed={seed}", "train.progress=false", *extra]:
+    for item in [*row.overrides, *overrides, f"train.seed={seed}", "train.progress=false", *extra]:
         args += ["--set", item]
     return args
+
+
+SMOKE_FLAGS = {"model.name": "--model", "data.limit": "--limit", "train.epochs": "--epochs"}
+
+
+def transformers_commands(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[str],
+                          resume: bool) -> list[list[str]]:
+    """benchmarks/hf_reference.py, tuned: seed 0 tries the learning-rate grid, later seeds use its choice.
+    Smoke overrides that have a counterpart there (model, data limit, epochs) are passed on."""
+    run_dir = run_paths(root, runs, name, seed)[1]
+    args = [sys.executable, str(REPO / "benchmarks" / "hf_reference.py"), "--setup", "tuned", "--seed", str(seed),
+            "--out", str(run_dir)]
+    if seed > 0:
+        first = root / name / "seed0" / "record.json"
+        if not first.exists():
+            raise RuntimeError(f"{name} seed {seed} needs seed 0's learning rates: run seed 0 first")
+        rates = json.loads(first.read_text())["learning_rates"]
+        args += ["--lr", *(f"{task}={lr}" for task, lr in rates.items())]
+    for item in extra:
+        key, _, value = item.partition("=")
+        if key in SMOKE_FLAGS:
+            args += [SMOKE_FLAGS[key], value]
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return [args]
+
+
+def final_stage_commands(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[str],
+                         resume: bool) -> list[list[str]]:
+    """One head at a time on the frozen model of row.after's run of the same seed, each stage from the
+    previous stage's best/; the last stage's run is the row's run."""
+    start = run_paths(root, runs, row.after, seed)[1] / "best"
+    if not start.exists():
+        raise RuntimeError(f"{name} seed {seed} starts from {start}, which does not exist: run {row.after} first")
+    run_dir = run_paths(root, runs, name, seed)[1]
+    commands, previous = [], start
+    for task in ("sst", "quora", "sts"):
+        stage_dir = run_dir if task == "sts" else run_dir.with_name(f"{run_dir.name}-{task}")
+        commands.append(mtbert_command(row, stage_dir, seed, extra, False, (f"final-{task}",),
+                                       (f"model.init_from={previous}",)))
+        previous = stage_dir / "best"
+    return commands
+
+
+def mtbert_commands(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[str],
+                    resume: bool) -> list[list[str]]:
+    return [mtbert_command(row, run_paths(root, runs, name, seed)[1], seed, extra, resume)]
+
+
+RUNNERS = {"mtbert": mtbert_commands, "transformers": transformers_commands, "final-stage": final_stage_commands}
+
+
+def run_process(args: list[str], what: str):
+    """One process to its end: its resource usage (its own peak memory comes with its exit)."""
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{what} failed (exit {code}): {err.strip().splitlines()[-1:]}")
+    return usage
 
 
 def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[str]) -> dict:
@@ -88,36 +159,35 @@ def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[
     resume = (run_dir / "checkpoint.pt").exists() and not (run_dir / "results.json").exists()
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    process = subprocess.Popen(command(row, run_dir, seed, extra, resume), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    err = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)  # the child's own peak memory comes with its exit
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise RuntimeError(f"{name} seed {seed} failed (exit {code}): {err.strip().splitlines()[-1:]}")
+    peak = max(run_process(args, f"{name} seed {seed}").ru_maxrss
+               for args in RUNNERS[row.runner](name, row, seed, root, runs, extra, resume))
     wall = time.perf_counter() - started
     results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     record = {
-        "row": name, "seed": seed, "recipe": row.recipe, "variants": list(row.variants),
+        "row": name, "seed": seed, "runner": row.runner, "recipe": row.recipe, "variants": list(row.variants),
         "overrides": [*row.overrides, *extra], "smoke": bool(extra), "resumed": resume,
         "best": results["best"], "dev_per_evaluation": [m for m in metrics if m.get("split") == "dev"],
         "wall_seconds": round(wall, 1), "train_seconds": results["train_seconds"],
         "train_tokens_per_second": results["train_tokens_per_second"], "padding_share": results["padding_share"],
-        "peak_mib": round(usage.ru_maxrss / 1024, 1), "parameters": results.get("parameters", {}).get("model", {}),
+        "peak_mib": round(peak / 1024, 1), "parameters": results.get("parameters", {}).get("model", {}),
         "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "config": (run_dir / "config.yaml").read_text(encoding="utf-8"),
     }
+    if "learning_rates" in results:
+        record["learning_rates"] = results["learning_rates"]
+        record["tried"] = results["tried"]
     if record_dir.exists():
         shutil.rmtree(record_dir)
     record_dir.mkdir(parents=True)
     shutil.copytree(run_dir / "predictions", record_dir / "predictions")
     (record_dir / "record.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    for stage in run_dir.parent.glob(f"{run_dir.name}*/checkpoint.pt"):  # a final stage's earlier stages too
+        stage.unlink()
     return record
 
 
-def estimate_hours(name: str, row: Row) -> float:
+def estimate_hours(name: str, row: Row, seed: int) -> float:
     """Rough: the quickstart's measured training rate on this machine, times SMART's measured step
     cost where the row has SMART; epochs as the row sets them."""
     rate = 3886.0  # real tokens/s of the quickstart here (benchmarks/results/quickstart_epyc_bf16.json)
@@ -132,6 +202,10 @@ def estimate_hours(name: str, row: Row) -> float:
     smart = RESULTS / "smart_cost.json"
     if ("000" in name and "no-smart" not in name) or name == "004-smart":
         factor = json.loads(smart.read_text())["cost"]["ratio"] if smart.exists() else 6.0
+    if row.runner == "transformers":
+        factor = 1.3 * (3 if seed == 0 else 1)  # ~1.3x slower here (encoder_speed); seed 0 tries three rates
+    if row.runner == "final-stage":
+        factor = 0.4  # a frozen encoder: forward passes only, one task per stage
     tokens_per_epoch = 813_783 * (1.3 if name.startswith("003") and "no-augmentation" not in name else 1.0)
     return epochs * tokens_per_epoch / rate * factor / 3600 + 0.05  # + evaluation and predictions
 
@@ -185,7 +259,7 @@ def main() -> None:
         return
     todo = plan(args.only, args.seeds, args.root)
     if args.dry_run:
-        hours = [(name, seed, estimate_hours(name, ROWS[name])) for name, seed in todo]
+        hours = [(name, seed, estimate_hours(name, ROWS[name], seed)) for name, seed in todo]
         print(markdown_table(["row", "seed", "estimated hours"], [[n, s, f"{h:.2f}"] for n, s, h in hours]))
         print(f"\n{len(todo)} runs left, about {sum(h for *_, h in hours):.1f} hours alone on this machine")
         return
