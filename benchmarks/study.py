@@ -2,7 +2,8 @@
 
     python benchmarks/study.py --dry-run                      # the plan, with estimated hours
     python benchmarks/study.py [--only ROW ...] [--seeds N]   # run what is not finished yet
-    python benchmarks/study.py --table                        # mean ± sd per row from the records
+    python benchmarks/study.py --table                        # mean ± sd per row, the claims, the recipe
+    python benchmarks/study.py --write-docs docs/results.md   # the same, into the page's study section
 
 Each row is a recipe with variants and overrides at the same budget: 3 epochs over the full training sets
 (SST 8,544, Quora 14,061, STS 6,040) with all-MiniLM-L6-v2, scored on the full dev sets. Each run is a
@@ -21,13 +22,13 @@ import dataclasses
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from common import REPO, RESULTS, markdown_table
+from study_report import load, report, table, write_section
 
 RECIPES = REPO / "recipes"
 FULL = ("train.epochs=3",)
@@ -143,10 +144,13 @@ def mtbert_commands(name: str, row: Row, seed: int, root: Path, runs: Path, extr
 RUNNERS = {"mtbert": mtbert_commands, "transformers": transformers_commands, "final-stage": final_stage_commands}
 
 
-def run_process(args: list[str], what: str):
-    """One process to its end: its resource usage (its own peak memory comes with its exit)."""
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = process.stderr.read()
+def run_process(args: list[str], what: str, log: Path):
+    """One process to its end, its output appended to ``log``: its resource usage (its own peak memory
+    comes with its exit)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.PIPE, text=True)
+        err = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
@@ -159,7 +163,7 @@ def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[
     resume = (run_dir / "checkpoint.pt").exists() and not (run_dir / "results.json").exists()
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    peak = max(run_process(args, f"{name} seed {seed}").ru_maxrss
+    peak = max(run_process(args, f"{name} seed {seed}", run_dir.with_name(f"{run_dir.name}.out")).ru_maxrss
                for args in RUNNERS[row.runner](name, row, seed, root, runs, extra, resume))
     wall = time.perf_counter() - started
     results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
@@ -224,38 +228,23 @@ def plan(only: list[str], seeds: int | None, root: Path) -> list[tuple[str, int]
     return todo
 
 
-def table(root: Path) -> str:
-    rows = []
-    for name in ROWS:
-        records = [json.loads(p.read_text()) for p in sorted((root / name).glob("seed*/record.json"))]
-        if not records:
-            continue
-        cells = [name, str(len(records))]
-        for key in ("sst_acc", "quora_acc", "sts_pearson", "composite"):
-            values = [r["best"][key] for r in records if key in r["best"]]
-            sd = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.3f} ± {sd:.3f}" if len(values) > 1 else f"{values[0]:.3f}")
-        cells.append(f"{statistics.mean(r['wall_seconds'] for r in records) / 60:.1f} min")
-        cells.append(f"{statistics.mean(r['train_tokens_per_second'] for r in records):,.0f}")
-        cells.append(f"{records[0]['parameters'].get('tunable', 0):,} / {records[0]['parameters'].get('stored', 0):,}")
-        cells.append("smoke" if any(r["smoke"] for r in records) else "")
-        rows.append(cells)
-    return markdown_table(["row", "seeds", "SST acc", "Quora acc", "STS r", "composite", "time per run", "tok/s",
-                           "trainable / stored", "note"], rows)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", default=[])
     parser.add_argument("--seeds", type=int, help="seeds per row (default: 3 for systems, 1 for ablations)")
     parser.add_argument("--dry-run", action="store_true")
-    parser.add_argument("--table", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print the table, the claims and the recipe decision")
+    parser.add_argument("--write-docs", type=Path, metavar="PAGE",
+                        help="write them between the study markers of PAGE (docs/results.md)")
     parser.add_argument("--set", action="append", default=[], help="an override for every run (smoke tests)")
     parser.add_argument("--root", type=Path, default=RESULTS / "study")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "study")
     args = parser.parse_args()
-    if args.table:
-        print(table(args.root))
+    if args.table or args.write_docs:
+        text = report(load(args.root, ROWS))
+        if args.write_docs:
+            write_section(args.write_docs, text)
+        print(text)
         return
     todo = plan(args.only, args.seeds, args.root)
     if args.dry_run:
@@ -268,7 +257,7 @@ def main() -> None:
         record = run_one(name, ROWS[name], seed, args.root, args.runs, args.set)
         print(f"  composite {record['best'].get('composite', float('nan')):.4f} in {record['wall_seconds'] / 60:.1f} min",
               flush=True)
-    print(table(args.root))
+    print(table(load(args.root, ROWS)))
 
 
 if __name__ == "__main__":

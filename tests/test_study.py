@@ -41,3 +41,34 @@ def test_a_tiny_study_records_skips_and_tabulates(tmp_path, tiny_checkpoint, dat
     planned = study("--dry-run", "--only", "quickstart", "000-system", *where, env=env)
     assert "| quickstart | 0 |" not in planned.stdout and "| quickstart | 1 |" in planned.stdout  # seed 0 is done
     assert "| 000-system | 2 |" in planned.stdout and "5 runs left" in planned.stdout
+
+
+def test_the_reference_and_the_final_stage_run_as_rows(tmp_path, tiny_checkpoint, data_dir):
+    """The transformers reference: seed 0 tries the rate grid and later seeds reuse its choice; report 003's
+    final stage starts from the system's best/ of the same seed and leaves no checkpoint behind."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "MTBERT_DATA_DIR": str(data_dir)}
+    tiny = ["--set", f"model.name={tiny_checkpoint}", "--set", "train.epochs=1", "--set", "model.max_length=32",
+            "--set", "train.device=cpu"]
+    where = ["--root", str(tmp_path / "records"), "--runs", str(tmp_path / "runs")]
+    reference = study("--only", "hf-reference", "--seeds", "2", "--set", "data.limit=48", *tiny, *where, env=env)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    # 200 examples hold STS pairs above 4.5, which 003's sentiment augmentation needs
+    final = study("--only", "003-system", "003-final-stage", "--seeds", "1", "--set", "data.limit=200", *tiny, *where,
+                  env=env)
+    assert final.returncode == 0, final.stderr[-3000:]
+    records = tmp_path / "records"
+    first = json.loads((records / "hf-reference" / "seed0" / "record.json").read_text())
+    second = json.loads((records / "hf-reference" / "seed1" / "record.json").read_text())
+    assert [len(first["tried"][task]) for task in ("sst", "quora", "sts")] == [3, 3, 3]
+    assert all(len(second["tried"][task]) == 1 for task in ("sst", "quora", "sts"))
+    assert second["learning_rates"] == first["learning_rates"]
+    for task, rate in first["learning_rates"].items():  # the chosen rate is the best one on dev
+        assert rate == max(first["tried"][task], key=lambda r: r["dev"])["lr"]
+    assert (records / "hf-reference" / "seed1" / "predictions" / "para-test-output.csv").exists()
+    final = json.loads((records / "003-final-stage" / "seed0" / "record.json").read_text())
+    config = yaml.safe_load(final["config"])
+    assert config["model"]["trainable_heads"] == ["sts"]
+    assert config["model"]["init_from"].endswith(os.path.join("003-final-stage", "seed0-quora", "best"))
+    assert not list((tmp_path / "runs").glob("**/checkpoint.pt"))
+    assert "| 003-final-stage | 1 |" in study("--table", *where, env=env).stdout

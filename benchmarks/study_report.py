@@ -1,0 +1,198 @@
+"""The study's records turned into what a reader needs: the table (mean ± sd over seeds per row), the
+quickstart against the tuned transformers reference per task, each report's claim with whether it holds
+here, and the recipe decision. Everything is computed from ``record.json`` files; nothing is typed.
+
+A difference counts as real when it is larger than two standard deviations of seed noise: the pooled sd
+of the two rows where both have 2+ seeds, else the sd of whichever has, else the quickstart's (the same
+model and data, so the best estimate of a run's seed noise at this budget).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+from pathlib import Path
+
+from common import markdown_table
+
+METRICS = {"sst_acc": "SST", "quora_acc": "Quora", "sts_pearson": "STS", "composite": "composite"}
+BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    report: str
+    text: str
+    system: str  # the row the claim speaks for
+    other: str  # the row it is compared with
+    metrics: tuple[str, ...] = ("composite",)
+    expect: str = "higher"  # system above other ("higher"), or within noise of it ("close")
+
+
+CLAIMS = (
+    Claim("000", "SMART over-regularises: the system without it scores at least as high", "000-no-smart",
+          "000-system", expect="not lower"),
+    Claim("000", "cycled batches (one of each task per step) beat one shuffled order", "000-system", "000-shuffled"),
+    Claim("001", "adapters in a frozen encoder come close to full fine-tuning with a fraction of the trained "
+          "parameters", "001-system", "001-full-fine-tuning", expect="close"),
+    Claim("001", "adapters beat LHUC", "001-system", "001-lhuc"),
+    Claim("002", "cross-encoding the pair tasks beats Siamese encoding", "002-system", "002-siamese",
+          ("quora_acc", "sts_pearson")),
+    Claim("002", "a linear layer shared by every head helps", "002-system", "002-no-shared-layer"),
+    Claim("003", "30% of the encoder chosen by SAM matches training all of it", "003-system", "003-no-sam",
+          expect="close"),
+    Claim("003", "PCGrad helps", "003-system", "003-no-pcgrad"),
+    Claim("003", "sentiment augmentation (CFIMDB, Quora, STS) helps SST", "003-system", "003-no-augmentation",
+          ("sst_acc",)),
+    Claim("003", "the final per-task stage improves the unified model", "003-final-stage", "003-system",
+          ("sst_acc", "quora_acc", "sts_pearson")),
+    Claim("004", "the shared relational layer helps", "004-system", "004-no-relational-layer"),
+    Claim("004", "separate optimizer steps per task beat one combined step", "004-system", "004-combined-steps"),
+    Claim("004", "SMART (dropout off) adds little once the training data is large", "004-smart", "004-system",
+          expect="close"),
+)
+
+
+def load(root: Path, rows) -> dict[str, list[dict]]:
+    found = {}
+    for name in rows:
+        records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((root / name).glob("seed*/record.json"))]
+        if records:
+            found[name] = records
+    return found
+
+
+def values(records: list[dict], key: str) -> list[float]:
+    return [r["best"][key] for r in records if key in r["best"]]
+
+
+def mean_sd(numbers: list[float]) -> tuple[float, float | None]:
+    return statistics.mean(numbers), statistics.stdev(numbers) if len(numbers) > 1 else None
+
+
+def cell(numbers: list[float]) -> str:
+    mean, sd = mean_sd(numbers)
+    return f"{mean:.3f}" if sd is None else f"{mean:.3f} ± {sd:.3f}"
+
+
+def table(found: dict[str, list[dict]]) -> str:
+    rows = []
+    for name, records in found.items():
+        cells = [name, str(len(records))] + [cell(values(records, key)) for key in METRICS]
+        cells.append(f"{statistics.mean(r['wall_seconds'] for r in records) / 60:.1f} min")
+        cells.append(f"{statistics.mean(r['train_tokens_per_second'] for r in records):,.0f}")
+        cells.append(f"{records[0]['parameters'].get('tunable', 0):,} / {records[0]['parameters'].get('stored', 0):,}")
+        cells.append("smoke" if any(r["smoke"] for r in records) else "")
+        rows.append(cells)
+    return markdown_table(["row", "seeds", "SST acc", "Quora acc", "STS r", "composite", "time per run", "tok/s",
+                           "trainable / stored", "note"], rows)
+
+
+def noise(found: dict, a: str, b: str, key: str) -> tuple[float | None, str]:
+    """Two seed standard deviations for a difference between rows a and b, and where it came from."""
+    sds = [(name, mean_sd(values(found[name], key))[1]) for name in (a, b)]
+    known = [sd for _, sd in sds if sd is not None]
+    if len(known) == 2:
+        return 2 * math.sqrt((known[0] ** 2 + known[1] ** 2) / 2), "pooled sd of both rows"
+    if known:
+        return 2 * known[0], f"sd of {next(n for n, sd in sds if sd is not None)}"
+    if "quickstart" in found:
+        sd = mean_sd(values(found["quickstart"], key))[1]
+        if sd is not None:
+            return 2 * sd, "the quickstart's sd"
+    return None, "no seed spread measured"
+
+
+def verdict(expect: str, diff: float, margin: float | None) -> str:
+    if margin is None:
+        return "not judged"
+    if expect == "close":
+        return "holds" if abs(diff) <= max(margin, 0.01) else "does not hold"
+    if expect == "not lower":
+        return "holds" if diff >= -margin else "does not hold"
+    if diff > margin:
+        return "holds"
+    return "does not hold" if diff < -margin else "within noise"
+
+
+def claim_line(found: dict, claim: Claim) -> str:
+    missing = [name for name in (claim.system, claim.other) if name not in found]
+    if missing:
+        return f"- **{claim.report}**, {claim.text}: not run yet ({', '.join(missing)})."
+    parts, verdicts = [], []
+    for key in claim.metrics:
+        a, b = statistics.mean(values(found[claim.system], key)), statistics.mean(values(found[claim.other], key))
+        margin, source = noise(found, claim.system, claim.other, key)
+        verdicts.append(verdict(claim.expect, a - b, margin))
+        bound = f"2 sd = {margin:.3f}, {source}" if margin is not None else source
+        parts.append(f"{METRICS[key]} {a:.3f} ({claim.system}) vs {b:.3f} ({claim.other}), {a - b:+.3f} ({bound})")
+    overall = verdicts[0] if len(set(verdicts)) == 1 else "partly: " + ", ".join(
+        f"{METRICS[k]} {v}" for k, v in zip(claim.metrics, verdicts))
+    seeds = f"{len(found[claim.system])} + {len(found[claim.other])} seeds"
+    return f"- **{claim.report}**, {claim.text}: **{overall}**. {'; '.join(parts)}; {seeds}."
+
+
+def welch_t(a: list[float], b: list[float]) -> float | None:
+    if len(a) < 2 or len(b) < 2:
+        return None
+    se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
+    return (statistics.mean(a) - statistics.mean(b)) / se if se > 0 else None
+
+
+def against_reference(found: dict) -> str:
+    if "quickstart" not in found or "hf-reference" not in found:
+        return "The quickstart against the tuned transformers reference: not run yet."
+    lines, behind = [], []
+    for key in ("sst_acc", "quora_acc", "sts_pearson", "composite"):
+        ours, theirs = values(found["quickstart"], key), values(found["hf-reference"], key)
+        t = welch_t(ours, theirs)
+        diff = statistics.mean(ours) - statistics.mean(theirs)
+        if diff <= 0 and key != "composite":
+            behind.append(METRICS[key])
+        lines.append(f"{METRICS[key]} {cell(ours)} against {cell(theirs)} ({diff:+.3f}"
+                     + (f", Welch's t {t:.1f})" if t is not None else ")"))
+    rates = found["hf-reference"][0].get("learning_rates", {})
+    head = ("The quickstart's mean is ahead of the tuned transformers reference's on every task"
+            if not behind else f"The quickstart's mean is **not** ahead of the tuned transformers reference on "
+            f"{', '.join(behind)}")
+    return (f"{head} ({len(found['quickstart'])} and {len(found['hf-reference'])} seeds): " + "; ".join(lines)
+            + ". The reference's learning rates, chosen per task on seed 0's dev scores: "
+            + ", ".join(f"{task} {lr:g}" for task, lr in rates.items()) + ".")
+
+
+def recipe_decision(found: dict) -> str:
+    if "quickstart" not in found or len(found["quickstart"]) < 2:
+        return "The recipe decision waits for the quickstart's seeds."
+    base, sd = mean_sd(values(found["quickstart"], "composite"))
+    base_time = statistics.mean(r["wall_seconds"] for r in found["quickstart"])
+    better = []
+    for name, records in found.items():
+        if name in ("quickstart", "hf-reference") or records[0].get("runner", "mtbert") != "mtbert":
+            continue
+        mean = statistics.mean(values(records, "composite"))
+        if mean > base + sd:
+            cost = statistics.mean(r["wall_seconds"] for r in records) / base_time
+            better.append(f"{name} ({mean:.3f}, {mean - base:+.3f}, {len(records)} seed(s), {cost:.1f}x the time)")
+    if not better:
+        return (f"No row run so far beats the quickstart's mean composite by more than one sd ({base:.3f} + "
+                f"{sd:.3f}); the quickstart stays the recipe.")
+    return (f"Rows above the quickstart's mean composite plus one sd ({base:.3f} + {sd:.3f}): " + "; ".join(better)
+            + ". A row with fewer than 3 seeds needs them before it replaces the quickstart.")
+
+
+def report(found: dict) -> str:
+    claims = "\n".join(claim_line(found, claim) for claim in CLAIMS)
+    return "\n\n".join([table(found), against_reference(found), "Each report's main claims, here:", claims,
+                        recipe_decision(found)])
+
+
+def write_section(path: Path, text: str) -> None:
+    """Replaces what lies between the study markers in ``path`` (a docs page) with ``text``."""
+    page = path.read_text(encoding="utf-8")
+    if BEGIN not in page or END not in page:
+        raise SystemExit(f"{path} has no {BEGIN} ... {END} markers to write the study between")
+    head, rest = page.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    path.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}", encoding="utf-8")

@@ -1,0 +1,79 @@
+"""The study's report from records: the noise rule, the verdicts, the claims, the reference comparison and
+the recipe decision are computed from the numbers given, and the docs section is replaced in place."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import study_report  # noqa: E402
+from study_report import CLAIMS, Claim, claim_line, recipe_decision, verdict, write_section  # noqa: E402
+
+
+def records(*composites, sst=None, minutes=10.0, runner="mtbert"):
+    return [{"best": {"composite": c, "sst_acc": sst[i] if sst else c, "quora_acc": c, "sts_pearson": c},
+             "wall_seconds": minutes * 60, "train_tokens_per_second": 1000.0, "runner": runner,
+             "parameters": {"tunable": 1, "stored": 2}, "smoke": False, "learning_rates": {"sst": 2e-5}}
+            for i, c in enumerate(composites)]
+
+
+def test_verdicts_follow_the_two_sd_rule():
+    assert verdict("higher", 0.03, 0.02) == "holds"
+    assert verdict("higher", 0.01, 0.02) == "within noise"
+    assert verdict("higher", -0.03, 0.02) == "does not hold"
+    assert verdict("close", 0.008, 0.002) == "holds"  # within the 0.01 floor
+    assert verdict("close", 0.03, 0.02) == "does not hold"
+    assert verdict("not lower", -0.01, 0.02) == "holds"
+    assert verdict("higher", 0.5, None) == "not judged"
+
+
+def test_a_claim_uses_pooled_noise_and_names_its_numbers():
+    found = {"a": records(0.80, 0.81, 0.82), "b": records(0.70, 0.71, 0.72)}
+    line = claim_line(found, Claim("9", "a beats b", "a", "b"))
+    assert "**holds**" in line and "0.810 (a) vs 0.710 (b), +0.100 (2 sd = 0.020, pooled sd of both rows)" in line
+    close = claim_line({"a": records(0.80, 0.81, 0.82), "b": records(0.805)}, Claim("9", "t", "a", "b", expect="close"))
+    assert "**holds**" in close and "sd of a" in close
+    missing = claim_line(found, Claim("9", "t", "a", "c"))
+    assert "not run yet (c)" in missing
+
+
+def test_one_seed_rows_borrow_the_quickstarts_noise():
+    found = {"quickstart": records(0.74, 0.75, 0.76), "a": records(0.80), "b": records(0.79)}
+    assert "within noise" in claim_line(found, Claim("9", "t", "a", "b"))  # 0.01 < 2 x 0.01
+    assert "the quickstart's sd" in claim_line(found, Claim("9", "t", "a", "b"))
+
+
+def test_the_reference_comparison_names_the_tasks_behind():
+    found = {"quickstart": records(0.75, 0.76, sst=[0.40, 0.41]),
+             "hf-reference": records(0.70, 0.71, sst=[0.50, 0.51], runner="transformers")}
+    text = study_report.against_reference(found)
+    assert "**not** ahead of the tuned transformers reference on SST" in text and "sst 2e-05" in text
+
+
+def test_the_recipe_decision_takes_only_rows_beyond_one_sd():
+    found = {"quickstart": records(0.74, 0.75, 0.76), "close": records(0.755), "better": records(0.78, minutes=25),
+             "hf-reference": records(0.9, runner="transformers")}
+    decision = recipe_decision(found)
+    assert "better (0.780, +0.030, 1 seed(s), 2.5x the time)" in decision
+    assert "close" not in decision and "hf-reference" not in decision
+    assert "stays the recipe" in recipe_decision({"quickstart": records(0.74, 0.75, 0.76)})
+
+
+def test_every_claim_names_rows_of_the_study():
+    sys.path.insert(0, str(Path(study_report.__file__).parent))
+    from study import ROWS
+
+    assert {name for claim in CLAIMS for name in (claim.system, claim.other)} <= set(ROWS)
+
+
+def test_the_docs_section_is_replaced_between_its_markers(tmp_path):
+    page = tmp_path / "results.md"
+    page.write_text(f"# R\n\n{study_report.BEGIN}\nold\n{study_report.END}\n\n## Next\n", encoding="utf-8")
+    write_section(page, "new table")
+    assert page.read_text() == f"# R\n\n{study_report.BEGIN}\nnew table\n{study_report.END}\n\n## Next\n"
+    page.write_text("no markers", encoding="utf-8")
+    with pytest.raises(SystemExit, match="markers"):
+        write_section(page, "x")
