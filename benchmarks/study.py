@@ -191,9 +191,14 @@ def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[
     return record
 
 
-def estimate_hours(name: str, row: Row, seed: int) -> float:
-    """Rough: the quickstart's measured training rate on this machine, times SMART's measured step
-    cost where the row has SMART; epochs as the row sets them."""
+def estimate_hours(name: str, row: Row, seed: int, root: Path) -> float:
+    """A seed of a row that has run before costs what it cost (seed 0 of a learning-rate grid aside);
+    otherwise rough: the quickstart's measured training rate here, times SMART's measured step cost on
+    the share of batches it regularises; epochs as the row sets them."""
+    done = [json.loads(p.read_text()) for p in sorted((root / name).glob("seed*/record.json"))]
+    done = [r for r in done if not r["smoke"] and (seed == 0 or not any(len(t) > 1 for t in r.get("tried", {}).values()))]
+    if done:
+        return sum(r["wall_seconds"] for r in done) / len(done) / 3600
     rate = 3886.0  # real tokens/s of the quickstart here (benchmarks/results/quickstart_epyc_bf16.json)
     record = RESULTS / "quickstart_epyc_bf16.json"
     if record.exists():
@@ -202,10 +207,13 @@ def estimate_hours(name: str, row: Row, seed: int) -> float:
     for item in row.overrides:
         if item.startswith("train.epochs="):
             epochs = int(item.split("=")[1])
-    factor = 1.0
     smart = RESULTS / "smart_cost.json"
+    ratio = json.loads(smart.read_text())["cost"]["ratio"] if smart.exists() else 6.0
+    factor = 1.0
     if ("000" in name and "no-smart" not in name) or name == "004-smart":
-        factor = json.loads(smart.read_text())["cost"]["ratio"] if smart.exists() else 6.0
+        factor = ratio
+    if name.startswith("002"):
+        factor = 1 + 0.49 * (ratio - 1)  # SMART on Quora's batches alone, 49% of the training pairs
     if row.runner == "transformers":
         factor = 1.3 * (3 if seed == 0 else 1)  # ~1.3x slower here (encoder_speed); seed 0 tries three rates
     if row.runner == "final-stage":
@@ -248,7 +256,7 @@ def main() -> None:
         return
     todo = plan(args.only, args.seeds, args.root)
     if args.dry_run:
-        hours = [(name, seed, estimate_hours(name, ROWS[name], seed)) for name, seed in todo]
+        hours = [(name, seed, estimate_hours(name, ROWS[name], seed, args.root)) for name, seed in todo]
         print(markdown_table(["row", "seed", "estimated hours"], [[n, s, f"{h:.2f}"] for n, s, h in hours]))
         print(f"\n{len(todo)} runs left, about {sum(h for *_, h in hours):.1f} hours alone on this machine")
         return

@@ -81,10 +81,16 @@ def table(found: dict[str, list[dict]]) -> str:
     rows = []
     for name, records in found.items():
         cells = [name, str(len(records))] + [cell(values(records, key)) for key in METRICS]
-        cells.append(f"{statistics.mean(r['wall_seconds'] for r in records) / 60:.1f} min")
+        # a run that tried several learning rates (the reference's seed 0) is not one run's time
+        grids = [r for r in records if any(len(runs) > 1 for runs in r.get("tried", {}).values())]
+        timed = [r for r in records if r not in grids] or records
+        cells.append(f"{statistics.mean(r['wall_seconds'] for r in timed) / 60:.1f} min")
         cells.append(f"{statistics.mean(r['train_tokens_per_second'] for r in records):,.0f}")
         cells.append(f"{records[0]['parameters'].get('tunable', 0):,} / {records[0]['parameters'].get('stored', 0):,}")
-        cells.append("smoke" if any(r["smoke"] for r in records) else "")
+        notes = ["smoke"] if any(r["smoke"] for r in records) else []
+        notes += [f"seed {r['seed']} tried {max(len(runs) for runs in r['tried'].values())} rates per task in "
+                  f"{r['wall_seconds'] / 60:.0f} min" for r in grids]
+        cells.append("; ".join(notes))
         rows.append(cells)
     return markdown_table(["row", "seeds", "SST acc", "Quora acc", "STS r", "composite", "time per run", "tok/s",
                            "trainable / stored", "note"], rows)
@@ -154,12 +160,16 @@ def against_reference(found: dict) -> str:
         lines.append(f"{METRICS[key]} {cell(ours)} against {cell(theirs)} ({diff:+.3f}"
                      + (f", Welch's t {t:.1f})" if t is not None else ")"))
     rates = found["hf-reference"][0].get("learning_rates", {})
+    tried = found["hf-reference"][0].get("tried", {})
+    edge = [task for task, lr in rates.items() if len(tried.get(task, [])) > 1 and lr == max(r["lr"] for r in tried[task])]
     head = ("The quickstart's mean is ahead of the tuned transformers reference's on every task"
             if not behind else f"The quickstart's mean is **not** ahead of the tuned transformers reference on "
             f"{', '.join(behind)}")
     return (f"{head} ({len(found['quickstart'])} and {len(found['hf-reference'])} seeds): " + "; ".join(lines)
             + ". The reference's learning rates, chosen per task on seed 0's dev scores: "
-            + ", ".join(f"{task} {lr:g}" for task, lr in rates.items()) + ".")
+            + ", ".join(f"{task} {lr:g}" for task, lr in rates.items()) + "."
+            + (f" For {', '.join(edge)} that is the grid's highest rate: a wider grid might lift the reference."
+               if edge else ""))
 
 
 def recipe_decision(found: dict) -> str:

@@ -51,6 +51,18 @@ def test_the_reference_comparison_names_the_tasks_behind():
              "hf-reference": records(0.70, 0.71, sst=[0.50, 0.51], runner="transformers")}
     text = study_report.against_reference(found)
     assert "**not** ahead of the tuned transformers reference on SST" in text and "sst 2e-05" in text
+    found["hf-reference"][0]["tried"] = {"sst": [{"lr": 2e-5}, {"lr": 1e-5}]}
+    assert "For sst that is the grid's highest rate" in study_report.against_reference(found)
+
+
+def test_a_learning_rate_grid_is_not_counted_as_one_runs_time():
+    grid = records(0.70, 0.71, runner="transformers")
+    for seed, record in enumerate(grid):
+        record["seed"] = seed
+        record["tried"] = {"sst": [{}] * (3 if seed == 0 else 1)}
+    grid[0]["wall_seconds"] = 48 * 60
+    row = study_report.table({"hf-reference": grid}).splitlines()[-1]
+    assert "| 10.0 min |" in row and "seed 0 tried 3 rates per task in 48 min" in row
 
 
 def test_the_recipe_decision_takes_only_rows_beyond_one_sd():
