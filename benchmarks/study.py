@@ -40,7 +40,6 @@ class Row:
     variants: tuple[str, ...] = ()
     overrides: tuple[str, ...] = FULL
     seeds: int = 3
-    claim: str = ""
     runner: str = "mtbert"  # a key of RUNNERS: how one seed of the row is run
     after: str = ""  # a row whose run of the same seed this one starts from (its best/)
 
@@ -49,23 +48,22 @@ PAPER = "papers/"
 ROWS: dict[str, Row] = {
     "quickstart": Row("quickstart.yaml", overrides=()),
     "hf-reference": Row("", overrides=(), runner="transformers"),
-    "000-system": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu",), claim="SMART, bilinear heads, cycled"),
+    "000-system": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu",)),
     "000-no-smart": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu", "no-smart"), seeds=1),
     "000-shuffled": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu",), FULL + ("train.schedule=shuffled",), 1),
-    "001-system": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu",), FULL + ("train.epochs=10",),
-                      claim="adapters in a frozen encoder"),
+    "001-system": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu",), FULL + ("train.epochs=10",)),
     "001-lhuc": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu", "lhuc"), FULL, 1),
     "001-full-fine-tuning": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu", "baseline"), FULL, 1),
-    "002-system": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu",), claim="cross-encoders, shared layer"),
+    "002-system": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu",)),
     "002-siamese": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu", "siamese-cosine"), FULL, 1),
     "002-no-shared-layer": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu", "no-shared-layer"), FULL, 1),
-    "003-system": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu",), claim="SAM, PCGrad, augmentation"),
+    "003-system": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu",)),
     "003-no-pcgrad": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "no-pcgrad"), FULL, 1),
     "003-no-augmentation": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "no-augmentation"), FULL, 1),
     "003-no-sam": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "full-fine-tuning"), FULL, 1),
     "003-final-stage": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu",), ("train.epochs=1",), 1,
                            runner="final-stage", after="003-system"),
-    "004-system": Row(PAPER + "004-relational-interleaved.yaml", ("cpu",), claim="relational layer, separate steps"),
+    "004-system": Row(PAPER + "004-relational-interleaved.yaml", ("cpu",)),
     "004-no-relational-layer": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "no-relational-layer"), FULL, 1),
     "004-combined-steps": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "combined-steps"), FULL, 1),
     "004-smart": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "smart"), FULL, 1),
