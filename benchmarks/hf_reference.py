@@ -215,7 +215,7 @@ def main() -> None:
     tried, chosen = {}, {}
     for task in args.tasks:
         tried[task] = []
-        for lr in learning_rates(args.lr or [str(x) for x in setup["lr"]], task):
+        for lr in learning_rates(args.lr or [], task) or setup["lr"]:  # no rate given for it: the setup's
             result = train_task(task, lr, setup, model_dir, data[task], args.seed)
             tried[task].append(result)
             if task not in chosen or result["dev"] > chosen[task]["dev"]:

@@ -40,3 +40,4 @@ def test_a_tasks_own_rates_win_over_the_shared_ones():
     items = ["2e-5", "5e-5", "sst=3e-5"]
     assert learning_rates(items, "sst") == [3e-5]
     assert learning_rates(items, "quora") == [2e-5, 5e-5]
+    assert learning_rates(["sst=3e-5"], "quora") == []  # main() then takes the setup's grid
