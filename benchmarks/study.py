@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from common import REPO, RESULTS, markdown_table
-from study_report import load, report, table, write_section
+from study_report import load, report, table, tried_a_grid, write_section
 
 RECIPES = REPO / "recipes"
 FULL = ("train.epochs=3",)
@@ -193,8 +193,7 @@ def estimate_hours(name: str, row: Row, seed: int, root: Path) -> float:
     """A seed of a row that has run before costs what it cost (seed 0 of a learning-rate grid aside);
     otherwise rough: the quickstart's measured training rate here, times SMART's measured step cost on
     the share of batches it regularises; epochs as the row sets them."""
-    done = [json.loads(p.read_text()) for p in sorted((root / name).glob("seed*/record.json"))]
-    done = [r for r in done if not r["smoke"] and (seed == 0 or not any(len(t) > 1 for t in r.get("tried", {}).values()))]
+    done = [r for r in load(root, [name]).get(name, []) if not r["smoke"] and (seed == 0 or not tried_a_grid(r))]
     if done:
         return sum(r["wall_seconds"] for r in done) / len(done) / 3600
     rate = 3886.0  # real tokens/s of the quickstart here (benchmarks/results/quickstart_epyc_bf16.json)

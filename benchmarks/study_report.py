@@ -68,6 +68,12 @@ def values(records: list[dict], key: str) -> list[float]:
     return [r["best"][key] for r in records if key in r["best"]]
 
 
+def tried_a_grid(record: dict) -> bool:
+    """Whether the run tried several learning rates for a task (the reference's seed 0): its wall time is
+    not one run's."""
+    return any(len(runs) > 1 for runs in record.get("tried", {}).values())
+
+
 def mean_sd(numbers: list[float]) -> tuple[float, float | None]:
     return statistics.mean(numbers), statistics.stdev(numbers) if len(numbers) > 1 else None
 
@@ -81,8 +87,7 @@ def table(found: dict[str, list[dict]]) -> str:
     rows = []
     for name, records in found.items():
         cells = [name, str(len(records))] + [cell(values(records, key)) for key in METRICS]
-        # a run that tried several learning rates (the reference's seed 0) is not one run's time
-        grids = [r for r in records if any(len(runs) > 1 for runs in r.get("tried", {}).values())]
+        grids = [r for r in records if tried_a_grid(r)]
         timed = [r for r in records if r not in grids] or records
         cells.append(f"{statistics.mean(r['wall_seconds'] for r in timed) / 60:.1f} min")
         cells.append(f"{statistics.mean(r['train_tokens_per_second'] for r in records):,.0f}")
