@@ -156,6 +156,16 @@ def run_process(args: list[str], what: str, log: Path):
     return usage
 
 
+def code_version() -> str:
+    """The commit the run's code came from (``-dirty`` with uncommitted changes): speed work changes a
+    row's time per run, so a reader can tell which rows ran on which code."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[str]) -> dict:
     record_dir, run_dir = run_paths(root, runs, name, seed)
     resume = (run_dir / "checkpoint.pt").exists() and not (run_dir / "results.json").exists()
@@ -174,6 +184,7 @@ def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[
         "train_tokens_per_second": results["train_tokens_per_second"], "padding_share": results["padding_share"],
         "peak_mib": round(peak / 1024, 1), "parameters": results.get("parameters", {}).get("model", {}),
         "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        "code": code_version(),
         "config": (run_dir / "config.yaml").read_text(encoding="utf-8"),
     }
     if "learning_rates" in results:

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from mtbert import AdamW
-from mtbert.optim import LR_SCHEDULES, make_lr_scheduler, make_optimizer
+from mtbert.optim import LR_SCHEDULES, adamw, compiled_update, make_lr_scheduler, make_optimizer
+from mtbert.optim.compiled_update import CompiledUpdate
 
 
 def make_params(seed=0):
@@ -115,37 +116,54 @@ def target_weights(shape):
     return 1 + torch.rand(shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
 
 
-def fp32_adamw_error(weight_decay):
+def fp32_adamw_error(weight_decay, compiled=False):
     """‖p_fp32 − p_float64‖ / ‖p_float64‖ after 1,000 steps at lr 1e-3 (weights in [1, 2], away from 0)."""
     start = (target_weights((32, 8)) + 0.4 * torch.rand(32, 8, generator=torch.Generator().manual_seed(3)) - 0.2).float()
     reference, grads = float64_adamw_trajectory(start, 1e-3, weight_decay)
     param = torch.nn.Parameter(start.clone())
-    optimizer = AdamW([param], lr=1e-3, weight_decay=weight_decay)
+    optimizer = AdamW([param], lr=1e-3, weight_decay=weight_decay, compiled=compiled)
     for g in grads:
         param.grad = g.float()
         optimizer.step()
     return ((param.detach().double() - reference).norm() / reference.norm()).item()
 
 
-def test_weight_decay_is_as_exact_as_the_adam_step_over_1000_steps():
+@pytest.fixture
+def every_tensor_compiled(monkeypatch):
+    """The compiled update for tensors of any size, from a fresh bookkeeping (no earlier signatures)."""
+    update = CompiledUpdate()
+    monkeypatch.setattr(compiled_update, "LARGE", 1)
+    monkeypatch.setattr(adamw, "COMPILED_UPDATE", update)
+    return update
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_weight_decay_is_as_exact_as_the_adam_step_over_1000_steps(compiled, request):
     """lr·wd = 1e-7: the factor 1 − 1e-7 rounds to 1 − 1.19e-7 in fp32 (19% more decay than asked), a
     3e-5 relative error after 1,000 steps. Rounding p to fp32 a thousand times already costs ~1.6e-6
     without any decay (a random walk of half-ulp steps); the decay must add nothing to that floor."""
-    floor = fp32_adamw_error(0.0)
-    with_decay = fp32_adamw_error(1e-4)
+    if compiled:
+        update = request.getfixturevalue("every_tensor_compiled")
+    floor = fp32_adamw_error(0.0, compiled)
+    with_decay = fp32_adamw_error(1e-4, compiled)
+    if compiled:
+        assert update.broken is None and update.signatures
     assert floor < 2e-6
     assert with_decay < 1.25 * floor, (with_decay, floor)
 
 
-def test_weight_decay_still_acts_when_lr_times_decay_is_1e_9():
+@pytest.mark.parametrize("compiled", [False, True])
+def test_weight_decay_still_acts_when_lr_times_decay_is_1e_9(compiled, request):
     """With p ← p·(1 − 1e-9) the fp32 factor is exactly 1 and nothing decays. Fed the same gradients,
     runs with and without decay must drift apart by about lr·wd·p per step."""
+    if compiled:
+        request.getfixturevalue("every_tensor_compiled")
     torch.manual_seed(0)
     start = torch.rand(4096) + 1.0
     runs = {}
     for weight_decay in (0.0, 1e-6):
         param = torch.nn.Parameter(start.clone())
-        optimizer = AdamW([param], lr=1e-3, weight_decay=weight_decay)
+        optimizer = AdamW([param], lr=1e-3, weight_decay=weight_decay, compiled=compiled)
         generator = torch.Generator().manual_seed(5)
         for _ in range(1000):
             param.grad = torch.randn(param.shape, generator=generator)
@@ -153,3 +171,76 @@ def test_weight_decay_still_acts_when_lr_times_decay_is_1e_9():
         runs[weight_decay] = param.detach().double()
     drift = (runs[0.0] - runs[1e-6]) / runs[0.0]  # expected: 1000 steps × 1e-9 = 1e-6 relative
     assert drift.mean().item() == pytest.approx(1e-6, rel=0.2)
+
+
+def large_and_small_params(seed=0):
+    torch.manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(300, 256)), torch.nn.Parameter(torch.randn(7)),
+            torch.nn.Parameter(torch.randn(1 << 17))]
+
+
+def train_both(weight_decay, steps=30):
+    """The same gradients through the compiled and the foreach update: (compiled params, optimizer), (foreach ...)."""
+    runs = []
+    for compiled in (True, False):
+        params = large_and_small_params()
+        runs.append((params, AdamW(params, lr=1e-2, weight_decay=weight_decay, compiled=compiled)))
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        grads = [torch.randn(p.shape, generator=generator) for p in runs[0][0]]
+        for params, optimizer in runs:
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            optimizer.step()
+    return runs
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_compiled_update_agrees_with_the_foreach_update(weight_decay, monkeypatch):
+    update = CompiledUpdate()
+    monkeypatch.setattr(adamw, "COMPILED_UPDATE", update)
+    (compiled, first), (plain, second) = train_both(weight_decay)
+    assert update.broken is None
+    assert update.signatures == {(((300, 256), "cpu"), ((1 << 17,), "cpu"))}  # the large two; the small on foreach
+    for a, b, start in zip(compiled, plain, large_and_small_params()):
+        assert (a - b).abs().max() < 2e-6  # about an ulp of values near 2 after 30 steps
+        assert (a - start).abs().max() > 0.1  # it moved
+    for a, b in zip(compiled, plain):  # the state is the same shape of thing: a checkpoint resumes either way
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert torch.allclose(first.state[a][key], second.state[b][key], rtol=1e-5, atol=1e-6)
+        assert first.state[a]["step"] == second.state[b]["step"] == 30
+
+
+def test_a_failed_compile_warns_once_and_the_foreach_update_carries_on(monkeypatch, caplog):
+    update = CompiledUpdate()
+    monkeypatch.setattr(adamw, "COMPILED_UPDATE", update)
+
+    def no_compiler(function, **options):
+        def fails(*args):
+            raise RuntimeError("no C++ compiler found\nlong details")
+        return fails
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    with caplog.at_level("WARNING", logger="mtbert"):
+        (compiled, _), (plain, _) = train_both(0.01, steps=5)
+    assert update.broken == "RuntimeError: no C++ compiler found"
+    assert sum("compiling the fused update failed" in r.message for r in caplog.records) == 1
+    assert all(torch.equal(a, b) for a, b in zip(compiled, plain))  # the foreach path did every update
+
+
+def test_past_the_signature_limit_new_shapes_take_the_foreach_path(monkeypatch):
+    update = CompiledUpdate()
+    monkeypatch.setattr(adamw, "COMPILED_UPDATE", update)
+    monkeypatch.setattr(compiled_update, "MAX_SIGNATURES", 0)
+    (compiled, _), (plain, _) = train_both(0.01, steps=3)
+    assert update.signatures == set() and update._kernel is None
+    assert all(torch.equal(a, b) for a, b in zip(compiled, plain))
+
+
+def test_the_environment_switch_turns_the_automatic_choice_off(monkeypatch):
+    update = CompiledUpdate()
+    assert update.wanted(None, torch.device("cpu")) or compiled_update.os.environ.get("MTBERT_COMPILED_ADAMW") == "0"
+    monkeypatch.setenv("MTBERT_COMPILED_ADAMW", "0")
+    assert not update.wanted(None, torch.device("cpu"))
+    assert update.wanted(True, torch.device("cpu"))
+    assert not update.wanted(None, torch.device("meta"))  # auto means a CPU only

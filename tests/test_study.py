@@ -31,6 +31,7 @@ def test_a_tiny_study_records_skips_and_tabulates(tmp_path, tiny_checkpoint, dat
     record = json.loads((record_dir / "record.json").read_text())
     assert record["smoke"] and record["seed"] == 0 and "composite" in record["best"]
     assert record["peak_mib"] > 0 and record["dev_per_evaluation"]
+    assert record["code"] and record["code"] != "unknown"  # the commit the run came from (the checkout is a git one)
     assert yaml.safe_load(record["config"])["train"]["seed"] == 0
     assert (record_dir / "predictions" / "sst-test-output.csv").exists()
     assert not (tmp_path / "runs" / "quickstart" / "seed0" / "checkpoint.pt").exists()
