@@ -157,19 +157,27 @@ def run_process(args: list[str], what: str, log: Path):
 
 
 def code_version() -> str:
-    """The commit the run's code came from (``-dirty`` with uncommitted changes): speed work changes a
-    row's time per run, so a reader can tell which rows ran on which code."""
+    """The commit the run's code came from, ``-modified`` when the package, the recipes or the benchmark
+    scripts differ from it (records and docs written meanwhile do not count): speed work changes a row's
+    time per run, so a reader can tell which rows ran on which code. Taken when the run starts."""
+    here = Path(__file__).parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
-                              capture_output=True, text=True, check=True).stdout.strip()
+        commit = git("rev-parse", "--short", "HEAD")
+        modified = git("status", "--porcelain", "--untracked-files=no", "--", "../mtbert", "../recipes", "*.py")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return f"{commit}-modified" if modified else commit
 
 
 def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[str]) -> dict:
     record_dir, run_dir = run_paths(root, runs, name, seed)
     resume = (run_dir / "checkpoint.pt").exists() and not (run_dir / "results.json").exists()
     load_before = os.getloadavg()[0]
+    code = code_version()
     started = time.perf_counter()
     peak = max(run_process(args, f"{name} seed {seed}", run_dir.with_name(f"{run_dir.name}.out")).ru_maxrss
                for args in RUNNERS[row.runner](name, row, seed, root, runs, extra, resume))
@@ -184,7 +192,7 @@ def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[
         "train_tokens_per_second": results["train_tokens_per_second"], "padding_share": results["padding_share"],
         "peak_mib": round(peak / 1024, 1), "parameters": results.get("parameters", {}).get("model", {}),
         "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
-        "code": code_version(),
+        "code": code,
         "config": (run_dir / "config.yaml").read_text(encoding="utf-8"),
     }
     if "learning_rates" in results:
