@@ -46,7 +46,8 @@ class Row:
 
 PAPER = "papers/"
 ROWS: dict[str, Row] = {
-    "quickstart": Row("quickstart.yaml", overrides=()),
+    "quickstart": Row("quickstart.yaml", overrides=()),  # report 004's system (the same training config)
+    "shuffled-cosine": Row("shuffled-cosine.yaml", overrides=()),  # the quickstart before the study's decision
     "hf-reference": Row("", overrides=(), runner="transformers"),
     "000-system": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu",)),
     "000-no-smart": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu", "no-smart"), seeds=1),
