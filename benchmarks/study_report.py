@@ -19,6 +19,10 @@ from common import markdown_table
 
 METRICS = {"sst_acc": "SST", "quora_acc": "Quora", "sts_pearson": "STS", "composite": "composite"}
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
+# Rows that train exactly the quickstart's config under another name (tests/test_study.py checks it), and
+# the row that holds the recipe the quickstart replaced when the study's decision chose 004's system.
+SAME_AS_QUICKSTART = ("004-system",)
+FORMER_RECIPE = "shuffled-cosine"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,18 +156,24 @@ def welch_t(a: list[float], b: list[float]) -> float | None:
     return (statistics.mean(a) - statistics.mean(b)) / se if se > 0 else None
 
 
+def per_task(found: dict, ours: str, theirs: str) -> tuple[list[str], list[str]]:
+    """Each task and the composite, row ``ours`` against row ``theirs``: (the lines, the tasks behind)."""
+    lines, behind = [], []
+    for key in ("sst_acc", "quora_acc", "sts_pearson", "composite"):
+        a, b = values(found[ours], key), values(found[theirs], key)
+        t = welch_t(a, b)
+        diff = statistics.mean(a) - statistics.mean(b)
+        if diff <= 0 and key != "composite":
+            behind.append(METRICS[key])
+        lines.append(f"{METRICS[key]} {cell(a)} against {cell(b)} ({diff:+.3f}"
+                     + (f", Welch's t {t:.1f})" if t is not None else ")"))
+    return lines, behind
+
+
 def against_reference(found: dict) -> str:
     if "quickstart" not in found or "hf-reference" not in found:
         return "The quickstart against the tuned transformers reference: not run yet."
-    lines, behind = [], []
-    for key in ("sst_acc", "quora_acc", "sts_pearson", "composite"):
-        ours, theirs = values(found["quickstart"], key), values(found["hf-reference"], key)
-        t = welch_t(ours, theirs)
-        diff = statistics.mean(ours) - statistics.mean(theirs)
-        if diff <= 0 and key != "composite":
-            behind.append(METRICS[key])
-        lines.append(f"{METRICS[key]} {cell(ours)} against {cell(theirs)} ({diff:+.3f}"
-                     + (f", Welch's t {t:.1f})" if t is not None else ")"))
+    lines, behind = per_task(found, "quickstart", "hf-reference")
     rates = found["hf-reference"][0].get("learning_rates", {})
     tried = found["hf-reference"][0].get("tried", {})
     edge = [task for task, lr in rates.items() if len(tried.get(task, [])) > 1 and lr == max(r["lr"] for r in tried[task])]
@@ -177,6 +187,15 @@ def against_reference(found: dict) -> str:
                if edge else ""))
 
 
+def against_former_recipe(found: dict) -> str:
+    """The quickstart against the recipe it replaced, so the decision's gain stays in view."""
+    if "quickstart" not in found or FORMER_RECIPE not in found:
+        return f"The quickstart against the recipe it replaced ({FORMER_RECIPE}): not run yet."
+    lines, _ = per_task(found, "quickstart", FORMER_RECIPE)
+    return (f"The quickstart against the recipe it replaced ({FORMER_RECIPE}: one shuffled stream, a cosine STS "
+            f"head; {len(found['quickstart'])} and {len(found[FORMER_RECIPE])} seeds): " + "; ".join(lines) + ".")
+
+
 def recipe_decision(found: dict) -> str:
     if "quickstart" not in found or len(found["quickstart"]) < 2:
         return "The recipe decision waits for the quickstart's seeds."
@@ -184,23 +203,26 @@ def recipe_decision(found: dict) -> str:
     base_time = statistics.mean(r["wall_seconds"] for r in found["quickstart"])
     better = []
     for name, records in found.items():
-        if name in ("quickstart", "hf-reference") or records[0].get("runner", "mtbert") != "mtbert":
+        if (name in ("quickstart", "hf-reference") or name in SAME_AS_QUICKSTART
+                or records[0].get("runner", "mtbert") != "mtbert"):
             continue
         mean = statistics.mean(values(records, "composite"))
         if mean > base + sd:
             cost = statistics.mean(r["wall_seconds"] for r in records) / base_time
             better.append(f"{name} ({mean:.3f}, {mean - base:+.3f}, {len(records)} seed(s), {cost:.1f}x the time)")
+    same = [name for name in SAME_AS_QUICKSTART if name in found]
+    note = (f" ({', '.join(same)} trains the quickstart's own config, so it is not a candidate.)" if same else "")
     if not better:
         return (f"No row run so far beats the quickstart's mean composite by more than one sd ({base:.3f} + "
-                f"{sd:.3f}); the quickstart stays the recipe.")
+                f"{sd:.3f}); the quickstart stays the recipe.{note}")
     return (f"Rows above the quickstart's mean composite plus one sd ({base:.3f} + {sd:.3f}): " + "; ".join(better)
-            + ". A row with fewer than 3 seeds needs them before it replaces the quickstart.")
+            + f". A row with fewer than 3 seeds needs them before it replaces the quickstart.{note}")
 
 
 def report(found: dict) -> str:
     claims = "\n".join(claim_line(found, claim) for claim in CLAIMS)
-    return "\n\n".join([table(found), against_reference(found), "Each report's main claims, here:", claims,
-                        recipe_decision(found)])
+    return "\n\n".join([table(found), against_reference(found), against_former_recipe(found),
+                        "Each report's main claims, here:", claims, recipe_decision(found)])
 
 
 def write_section(path: Path, text: str) -> None:

@@ -73,3 +73,26 @@ def test_the_reference_and_the_final_stage_run_as_rows(tmp_path, tiny_checkpoint
     assert config["model"]["init_from"].endswith(os.path.join("003-final-stage", "seed0-quora", "best"))
     assert not list((tmp_path / "runs").glob("**/checkpoint.pt"))
     assert "| 003-final-stage | 1 |" in study("--table", *where, env=env).stdout
+
+
+def test_the_rows_named_as_the_quickstart_train_its_config():
+    """study_report.SAME_AS_QUICKSTART keeps such rows out of the recipe decision: they must stay the same
+    config (all but the name and how best/ is saved)."""
+    import dataclasses
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from mtbert.config import load_config
+    from study import RECIPES, ROWS
+    from study_report import FORMER_RECIPE, SAME_AS_QUICKSTART
+
+    def config(name: str) -> dict:
+        row = ROWS[name]
+        values = dataclasses.asdict(load_config(RECIPES / row.recipe, list(row.overrides), variants=row.variants))
+        values.pop("name")
+        values["model"].pop("save")
+        return values
+
+    assert FORMER_RECIPE in ROWS
+    for name in SAME_AS_QUICKSTART:
+        assert config(name) == config("quickstart"), name
+    assert config(FORMER_RECIPE) != config("quickstart")

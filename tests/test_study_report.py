@@ -72,6 +72,16 @@ def test_the_recipe_decision_takes_only_rows_beyond_one_sd():
     assert "better (0.780, +0.030, 1 seed(s), 2.5x the time)" in decision
     assert "close" not in decision and "hf-reference" not in decision
     assert "stays the recipe" in recipe_decision({"quickstart": records(0.74, 0.75, 0.76)})
+    twin = recipe_decision({"quickstart": records(0.74, 0.75, 0.76), "004-system": records(0.77, 0.78, 0.79)})
+    assert "stays the recipe" in twin and "004-system trains the quickstart's own config" in twin
+
+
+def test_the_quickstart_is_set_against_the_recipe_it_replaced():
+    found = {"quickstart": records(0.75, 0.76, sst=[0.49, 0.50])}
+    assert "not run yet" in study_report.against_former_recipe(found)
+    found["shuffled-cosine"] = records(0.74, 0.75, sst=[0.47, 0.48])
+    text = study_report.against_former_recipe(found)
+    assert "(shuffled-cosine: one shuffled stream" in text and "SST 0.495 ± 0.007 against 0.475 ± 0.007 (+0.020" in text
 
 
 def test_every_claim_names_rows_of_the_study():
