@@ -14,8 +14,9 @@ from mtbert.train import Trainer
 from conftest import stop_at
 from test_train_cli import tiny_overrides
 
-# 24 examples of each task in batches of 8: 9 steps an epoch, 18 in two. Every 3 steps, and each epoch's
-# end, which falls on a multiple of 3 and is recorded once: steps 3, 6, 9 | 12, 15, 18.
+# The shuffled-cosine recipe (one task batch per step), 24 examples of each task in batches of 8: 9 steps an
+# epoch, 18 in two. Every 3 steps, and each epoch's end, which falls on a multiple of 3 and is recorded
+# once: steps 3, 6, 9 | 12, 15, 18.
 EVERY_3 = {"train.eval_every": 3, "train.checkpoint_every": 0}
 EXPECTED_STEPS = [3, 6, 9, 12, 15, 18]
 
@@ -28,7 +29,7 @@ def dev_records(run) -> list[dict]:
 def test_evaluations_fall_every_n_steps_and_at_epoch_ends_and_best_is_the_best_of_them(tmp_path, tiny_checkpoint,
                                                                                        data_dir, capsys):
     run = tmp_path / "run"
-    args = ["train", "--config", "recipes/quickstart.yaml", "--output-dir", str(run)]
+    args = ["train", "--config", "recipes/shuffled-cosine.yaml", "--output-dir", str(run)]
     for item in tiny_overrides(tiny_checkpoint, data_dir, **EVERY_3):
         args += ["--set", item]
     assert main(args) == 0
@@ -50,7 +51,7 @@ def test_evaluations_fall_every_n_steps_and_at_epoch_ends_and_best_is_the_best_o
 
 @pytest.mark.parametrize("stop", [3, 5])  # on an evaluation's step (it runs, then the stop), between two
 def test_a_run_stopped_mid_epoch_resumes_to_the_same_evaluations(tmp_path, tiny_checkpoint, data_dir, stop):
-    config = load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **EVERY_3))
+    config = load_config("recipes/shuffled-cosine.yaml", tiny_overrides(tiny_checkpoint, data_dir, **EVERY_3))
     whole = Trainer(config, tmp_path / "whole").train()
     stopped = Trainer(config, tmp_path / "cut", callbacks=[stop_at(stop)]).train()
     assert stopped["interrupted"] and stopped["step"] == stop
@@ -62,4 +63,4 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_same_evaluations(tmp_path, tiny_
 
 def test_a_negative_interval_is_refused_by_name(tiny_checkpoint, data_dir):
     with pytest.raises(ConfigError, match="train.eval_every: must be 0"):
-        load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **{"train.eval_every": -1}))
+        load_config("recipes/shuffled-cosine.yaml", tiny_overrides(tiny_checkpoint, data_dir, **{"train.eval_every": -1}))
