@@ -196,10 +196,23 @@ def against_former_recipe(found: dict) -> str:
             f"head; {len(found['quickstart'])} and {len(found[FORMER_RECIPE])} seeds): " + "; ".join(lines) + ".")
 
 
+SEED_SD = "the composite's sd pooled over the mtbert rows with 2+ seeds"
+
+
+def seed_noise(found: dict) -> float:
+    """One seed sd of the composite at this budget, pooled over every mtbert row with 2+ seeds: one row's
+    three seeds can agree by chance (the quickstart's once did to 0.0002), which would make any
+    single-seed row that happens to land a hair above it look like a better recipe."""
+    variances = [statistics.variance(values(records, "composite")) for records in found.values()
+                 if len(records) >= 2 and records[0].get("runner", "mtbert") == "mtbert"]
+    return math.sqrt(statistics.mean(variances))
+
+
 def recipe_decision(found: dict) -> str:
     if "quickstart" not in found or len(found["quickstart"]) < 2:
         return "The recipe decision waits for the quickstart's seeds."
-    base, sd = mean_sd(values(found["quickstart"], "composite"))
+    base, _ = mean_sd(values(found["quickstart"], "composite"))
+    sd = seed_noise(found)
     base_time = statistics.mean(r["wall_seconds"] for r in found["quickstart"])
     better = []
     for name, records in found.items():
@@ -213,9 +226,10 @@ def recipe_decision(found: dict) -> str:
     same = [name for name in SAME_AS_QUICKSTART if name in found]
     note = (f" ({', '.join(same)} trains the quickstart's own config, so it is not a candidate.)" if same else "")
     if not better:
-        return (f"No row run so far beats the quickstart's mean composite by more than one sd ({base:.3f} + "
-                f"{sd:.3f}); the quickstart stays the recipe.{note}")
-    return (f"Rows above the quickstart's mean composite plus one sd ({base:.3f} + {sd:.3f}): " + "; ".join(better)
+        return (f"No row run so far beats the quickstart's mean composite by more than one seed sd ({base:.3f} + "
+                f"{sd:.3f}, {SEED_SD}); the quickstart stays the recipe.{note}")
+    return (f"Rows above the quickstart's mean composite plus one seed sd ({base:.3f} + {sd:.3f}, {SEED_SD}): "
+            + "; ".join(better)
             + f". A row with fewer than 3 seeds needs them before it replaces the quickstart.{note}")
 
 

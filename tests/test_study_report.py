@@ -76,6 +76,13 @@ def test_the_recipe_decision_takes_only_rows_beyond_one_sd():
     assert "stays the recipe" in twin and "004-system trains the quickstart's own config" in twin
 
 
+def test_the_decision_reads_seed_noise_pooled_over_rows_not_the_quickstarts_alone():
+    found = {"quickstart": records(0.751, 0.751, 0.751), "spread": records(0.74, 0.75, 0.76),
+             "hair": records(0.752), "hf-reference": records(0.7, 0.8, runner="transformers")}
+    assert study_report.seed_noise(found) == pytest.approx(0.01 / 2 ** 0.5)  # both variances, the reference's not
+    assert "stays the recipe" in recipe_decision(found)  # +0.001 is not a seed sd above
+
+
 def test_the_quickstart_is_set_against_the_recipe_it_replaced():
     found = {"quickstart": records(0.75, 0.76, sst=[0.49, 0.50])}
     assert "not run yet" in study_report.against_former_recipe(found)
