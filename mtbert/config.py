@@ -134,8 +134,6 @@ class TrainConfig:
     num_threads: Optional[int] = None # torch intra-op threads on CPU; None = torch's default (the cores
                                       #   shared out among a machine's processes under torchrun)
     compile: bool = False             # torch.compile the encoder (dynamic shapes: bucketed lengths vary)
-    keep_freed_memory: bool = True    # CPU on Linux/glibc: freed blocks stay mapped for reuse (a fifth of the page
-                                      #   faults; the memory goes back to the system when the process ends)
     checkpoint_every: int = 500       # optimizer steps between resumable checkpoints (0 = epoch ends only)
     keep_checkpoint: str = "last"     # last: keep checkpoint.pt when the run ends | none: remove it once the run
                                       #   finished cleanly (best/, predictions and results stay; ~3x best/ on disk)

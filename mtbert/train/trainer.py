@@ -36,7 +36,6 @@ from ..evaluate import (TaskPredictions, analysis_file, evaluate_split, predict_
                         write_analysis, write_predictions)
 from ..multitask import (MultitaskModel, Plan, TaskFeatures, build_balancer, build_schedule, build_surgery,
                          bucketed_batches, plan_counts, random_batches)
-from .allocator import keep_freed_memory
 from .averaging import build_weight_average
 from .builder import build_augmentations, build_model, build_optimizer, penalty_terms, task_objectives
 from ..precision import resolve_device, resolve_precision
@@ -62,8 +61,7 @@ COUNTED = ("examples", "real_tokens", "padded_tokens")  # per rank; summed over 
 # Config fields a resumed run may change: where things are and how the run reports, not what it trains.
 RESUMABLE_CHANGES = ("output_dir", "data.dir", "train.progress", "train.num_threads", "train.tensorboard",
                      "train.device", "train.log_every", "train.checkpoint_every", "train.keep_checkpoint",
-                     "train.max_nonfinite_steps", "train.eval_batch_size", "train.eval_max_tokens",
-                     "train.keep_freed_memory")
+                     "train.max_nonfinite_steps", "train.eval_batch_size", "train.eval_max_tokens")
 
 
 class Trainer:
@@ -83,8 +81,6 @@ class Trainer:
         self.run_log = RunLog(self.run_dir, config.train.tensorboard, active=self.world.is_main)
         if train.num_threads or self.world.distributed:
             torch.set_num_threads(train.num_threads or threads_per_process(self.world))
-        if train.keep_freed_memory and self.device.type == "cpu":
-            keep_freed_memory()
         self.precision = resolve_precision(train.precision, self.device)
         self.bars: Optional[bool] = None if train.progress and self.world.is_main else False  # None: on a terminal
         torch.manual_seed(train.seed)
