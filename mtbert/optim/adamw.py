@@ -2,9 +2,9 @@
 
 Updates run over whole parameter lists with torch's ``_foreach`` ops: a loop over parameters in
 Python costs as much as a backward pass for a small encoder on CPU. On a CPU the large tensors go
-through one compiled kernel instead (``compiled_update.py``: a third of the memory traffic). Parameters whose step counts
-differ (a head that received no gradient for a while) are updated in separate lists so that each
-gets its own bias correction, exactly as a per-parameter loop would.
+through one compiled kernel instead (``compiled_update.py``: a third of the memory traffic).
+Parameters whose step counts differ (a head that received no gradient for a while) are updated in
+separate lists so that each gets its own bias correction, exactly as a per-parameter loop would.
 """
 
 from __future__ import annotations
