@@ -113,10 +113,9 @@ def noise(found: dict, a: str, b: str, key: str) -> tuple[float | None, str]:
         return 2 * math.sqrt((known[0] ** 2 + known[1] ** 2) / 2), "pooled sd of both rows"
     if known:
         return 2 * known[0], f"sd of {next(n for n, sd in sds if sd is not None)}"
-    if "quickstart" in found:
-        sd = mean_sd(values(found["quickstart"], key))[1]
-        if sd is not None:
-            return 2 * sd, "the quickstart's sd"
+    sd = seed_noise(found, key)
+    if sd is not None:
+        return 2 * sd, "one seed sd pooled over the rows with seeds"
     return None, "no seed spread measured"
 
 
@@ -199,13 +198,13 @@ def against_former_recipe(found: dict) -> str:
 SEED_SD = "the composite's sd pooled over the mtbert rows with 2+ seeds"
 
 
-def seed_noise(found: dict) -> float:
-    """One seed sd of the composite at this budget, pooled over every mtbert row with 2+ seeds: one row's
-    three seeds can agree by chance (the quickstart's once did to 0.0002), which would make any
-    single-seed row that happens to land a hair above it look like a better recipe."""
-    variances = [statistics.variance(values(records, "composite")) for records in found.values()
+def seed_noise(found: dict, key: str = "composite") -> float | None:
+    """One seed sd of a metric at this budget, pooled over every mtbert row with 2+ seeds (None if no row
+    has them): one row's three seeds can agree by chance (the quickstart's once did to 0.0002), which
+    would make any single-seed row that lands a hair away from it look like a real difference."""
+    variances = [statistics.variance(values(records, key)) for records in found.values()
                  if len(records) >= 2 and records[0].get("runner", "mtbert") == "mtbert"]
-    return math.sqrt(statistics.mean(variances))
+    return math.sqrt(statistics.mean(variances)) if variances else None
 
 
 def recipe_decision(found: dict) -> str:
