@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -209,10 +210,26 @@ def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[
     return record
 
 
-def estimate_hours(name: str, row: Row, seed: int, root: Path) -> float:
-    """A seed of a row that has run before costs what it cost (seed 0 of a learning-rate grid aside);
-    otherwise rough: the quickstart's measured training rate here, times SMART's measured step cost on
-    the share of batches it regularises; epochs as the row sets them."""
+LOGGED_RATE = re.compile(r"step \d+/\d+ epoch \d+: mean loss \S+, ([\d.]+) tokens/s")
+
+
+def measured_rate(rows: list[str], root: Path, runs: Path) -> float | None:
+    """Training tokens/s measured here for these rows: their finished records' and the last rate each
+    unfinished run logged, averaged. None where none of them has run."""
+    rates = [r["train_tokens_per_second"] for records in load(root, rows).values() for r in records if not r["smoke"]]
+    for log in (runs / n / f"seed{s}" / "train.log" for n in rows for s in range(3)):
+        if log.exists():
+            rates += [float(m.group(1)) for m in LOGGED_RATE.finditer(log.read_text(encoding="utf-8"))][-1:]
+    return sum(rates) / len(rates) if rates else None
+
+
+def estimate_hours(name: str, row: Row, seed: int, root: Path, runs: Path) -> float:
+    """A seed of a row that has run before costs what it cost (seed 0 of a learning-rate grid aside).
+    Otherwise rough, epochs as the row sets them: the training rate measured here for the same recipe
+    and variants (an unfinished run's log counts); else, for an ablation without SMART, its system's
+    rate (heads and step mode set most of the cost: 003's PCGrad and per-task layers run at a quarter
+    of the quickstart's rate); else the quickstart's rate times SMART's measured step cost on the share
+    of batches it regularises."""
     done = [r for r in load(root, [name]).get(name, []) if not r["smoke"] and (seed == 0 or not tried_a_grid(r))]
     if done:
         return sum(r["wall_seconds"] for r in done) / len(done) / 3600
@@ -220,6 +237,8 @@ def estimate_hours(name: str, row: Row, seed: int, root: Path) -> float:
     record = RESULTS / "quickstart_epyc_bf16.json"
     if record.exists():
         rate = json.loads(record.read_text())["results"]["train_tokens_per_second"]
+    twins = [n for n, r in ROWS.items() if r.recipe == row.recipe and r.runner == "mtbert"]
+    own_rate = measured_rate([n for n in twins if ROWS[n].variants == row.variants], root, runs)
     epochs = 3
     for item in row.overrides:
         if item.startswith("train.epochs="):
@@ -235,6 +254,12 @@ def estimate_hours(name: str, row: Row, seed: int, root: Path) -> float:
         factor = 1.3 * (3 if seed == 0 else 1)  # ~1.3x slower here (encoder_speed); seed 0 tries three rates
     if row.runner == "final-stage":
         factor = 0.4  # a frozen encoder: forward passes only, one task per stage
+    if own_rate is not None and row.runner == "mtbert":
+        rate, factor = own_rate, 1.0  # the measured rate holds SMART's cost already
+    elif factor == 1.0 and row.runner == "mtbert":
+        # the system's rate for its ablations; not where SMART's factor applies (it would count twice)
+        systems = [n for n in twins if set(ROWS[n].variants) < set(row.variants)]
+        rate = measured_rate(systems, root, runs) or rate
     tokens_per_epoch = 813_783 * (1.3 if name.startswith("003") and "no-augmentation" not in name else 1.0)
     return epochs * tokens_per_epoch / rate * factor / 3600 + 0.05  # + evaluation and predictions
 
@@ -273,7 +298,7 @@ def main() -> None:
         return
     todo = plan(args.only, args.seeds, args.root)
     if args.dry_run:
-        hours = [(name, seed, estimate_hours(name, ROWS[name], seed, args.root)) for name, seed in todo]
+        hours = [(name, seed, estimate_hours(name, ROWS[name], seed, args.root, args.runs)) for name, seed in todo]
         print(markdown_table(["row", "seed", "estimated hours"], [[n, s, f"{h:.2f}"] for n, s, h in hours]))
         print(f"\n{len(todo)} runs left, about {sum(h for *_, h in hours):.1f} hours alone on this machine")
         return

@@ -96,3 +96,23 @@ def test_the_rows_named_as_the_quickstart_train_its_config():
     for name in SAME_AS_QUICKSTART:
         assert config(name) == config("quickstart"), name
     assert config(FORMER_RECIPE) != config("quickstart")
+
+
+def test_the_plan_estimates_a_row_from_the_rate_its_unfinished_run_logged(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import study as plan
+
+    root, runs = tmp_path / "records", tmp_path / "runs"
+    guess = plan.estimate_hours("003-no-pcgrad", plan.ROWS["003-no-pcgrad"], 0, root, runs)
+    log = runs / "003-system" / "seed0" / "train.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("2026-12-02 19:13:29,583 INFO step 600/3624 epoch 1: mean loss 3.3746, 873 tokens/s\n"
+                   "2026-12-02 19:15:27,376 INFO step 700/3624 epoch 1: mean loss 3.1899, 883 tokens/s\n")
+    hours = 3 * 813_783 * 1.3 / 883 / 3600 + 0.05  # three epochs of augmented tokens at the last logged rate
+    assert plan.estimate_hours("003-system", plan.ROWS["003-system"], 1, root, runs) == hours
+    assert plan.estimate_hours("003-no-pcgrad", plan.ROWS["003-no-pcgrad"], 0, root, runs) == hours  # its system's
+    assert guess < hours / 3  # before: the quickstart's rate, four times too fast for PCGrad's three backward passes
+    smart = plan.estimate_hours("004-smart", plan.ROWS["004-smart"], 0, root, runs)
+    (runs / "004-system" / "seed0").mkdir(parents=True)
+    (runs / "004-system" / "seed0" / "train.log").write_text("step 9/9 epoch 1: mean loss 1.0, 99999 tokens/s\n")
+    assert plan.estimate_hours("004-smart", plan.ROWS["004-smart"], 0, root, runs) == smart  # SMART keeps its guess
