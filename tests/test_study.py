@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,3 +117,18 @@ def test_the_plan_estimates_a_row_from_the_rate_its_unfinished_run_logged(tmp_pa
     (runs / "004-system" / "seed0").mkdir(parents=True)
     (runs / "004-system" / "seed0" / "train.log").write_text("step 9/9 epoch 1: mean loss 1.0, 99999 tokens/s\n")
     assert plan.estimate_hours("004-smart", plan.ROWS["004-smart"], 0, root, runs) == smart  # SMART keeps its guess
+
+
+def test_a_resumed_runs_time_counts_its_earlier_sittings(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import study as plan
+
+    assert plan.earlier_sittings_seconds(tmp_path) == 0.0  # nothing ran
+    (tmp_path / "train.log").write_text(
+        "2026-12-02 18:54:56,238 INFO sst train: ids-sst-train.csv: 8544 examples\n"
+        "a traceback line without a time\n"
+        "2026-12-02 19:21:22,874 INFO step 1000/3624 epoch 1: mean loss 2.8094, 901 tokens/s\n"
+        "2026-12-02 20:00:00,000 INFO resumed runs/x at step 1000 (epoch 1, batch 1000)\n"
+        "2026-12-02 20:10:00,500 INFO step 1500/3624 epoch 2: mean loss 2.1, 900 tokens/s\n")
+    # 26 min 26.636 s in the first sitting, 10 min 0.5 s in the second; the 38-minute gap is not counted
+    assert plan.earlier_sittings_seconds(tmp_path) == pytest.approx(1586.636 + 600.5)
