@@ -1,14 +1,11 @@
 """Encoder speed: ours against transformers.BertModel on the same batches, in one run.
 
 Training step = forward + backward + optimizer step (ours: mtbert.AdamW; transformers: torch.optim.AdamW,
-what a plain loop would use). Inference = forward under no_grad, ours both eager and compiled with its
-weights frozen in (``mtbert.inference.frozen``, what ``--compile`` and ``Predictor(compiled=True)`` run;
-its one-off compile is the warm-up call, not timed). Batch 32 x 64 tokens, no padding.
+what a plain loop would use). Inference = forward under no_grad. Batch 32 x 64 tokens, no padding.
 Models: the embedded all-MiniLM-L6-v2 and a randomly initialised bert-base-sized config.
 MFU = achieved matmul FLOP/s over the measured peak of a 2048^2 matrix product in the same dtype.
 
     python benchmarks/encoder_speed.py [--precisions fp32,bf16] [--repeats 3] [--device cpu] [--name NAME]
-                                       [--no-frozen]
 
 bf16 is skipped on a CPU without native bf16 (emulated, it runs ~50x slower than fp32) unless asked for.
 """
@@ -16,7 +13,6 @@ bf16 is skipped on a CPU without native bf16 (emulated, it runs ~50x slower than
 from __future__ import annotations
 
 import argparse
-import copy
 
 import torch
 
@@ -24,7 +20,6 @@ from common import machine, markdown_table, matmul_peak, save, timed
 from mtbert import AdamW, BertConfig, BertModel
 from mtbert.bert.checkpoint import embedded_model_path
 from mtbert.bert.model import count_flops_per_token
-from mtbert.inference.frozen import freeze_for_inference
 from mtbert.precision import Precision, cpu_has_native_bf16
 
 
@@ -71,7 +66,6 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--force-emulated-bf16", action="store_true")
     parser.add_argument("--name", help="results file name (default encoder_speed_<device type>)")
-    parser.add_argument("--no-frozen", action="store_true", help="skip the compiled (frozen) inference row")
     args = parser.parse_args()
     device = torch.device(args.device)
     precisions = args.precisions.split(",")
@@ -92,28 +86,20 @@ def main() -> None:
             flops = count_flops_per_token(ours.config, length) * tokens
             result = {"model": name, "precision": precision, "peak_tflops": peak / 1e12}
             for mode, train in (("train", True), ("infer", False)):
-                contenders = [("ours", ours, AdamW), ("transformers", theirs, torch.optim.AdamW)]
-                if not train and not args.no_frozen:
-                    contenders.append(("ours_frozen", freeze_for_inference(copy.deepcopy(ours)), None))
-                seconds, first_row = {}, len(rows)
-                for label, model, opt_cls in contenders:
-                    optimizer = opt_cls(model.parameters(), lr=1e-5) if opt_cls else None
+                seconds = {}
+                for label, model, opt_cls in (("ours", ours, AdamW), ("transformers", theirs, torch.optim.AdamW)):
+                    optimizer = opt_cls(model.parameters(), lr=1e-5)
                     seconds[label] = measure(model, optimizer, batch, autocast, args.repeats, train)
                 work = flops * (3 if train else 1)
                 for label in seconds:
                     result[f"{mode}_{label}_tok_s"] = tokens / seconds[label]
                     result[f"{mode}_{label}_mfu"] = work / seconds[label] / peak
-                for label, step in (("ours", mode), ("ours_frozen", f"{mode}, compiled (frozen)")):
-                    if label not in seconds:
-                        continue
-                    ratio = seconds["transformers"] / seconds[label]
-                    result[f"{mode}_ratio" if label == "ours" else f"{mode}_frozen_ratio"] = ratio
-                    rows.append([name, precision, step, f"{tokens / seconds[label]:,.0f}",
-                                 f"{tokens / seconds['transformers']:,.0f}", f"{ratio:.2f}x",
-                                 f"{100 * result[f'{mode}_{label}_mfu']:.1f}%",
-                                 f"{100 * result[f'{mode}_transformers_mfu']:.1f}%"])
-                print(*rows[first_row:], flush=True)
+                result[f"{mode}_ratio"] = seconds["transformers"] / seconds["ours"]
+                rows.append([name, precision, mode, f"{tokens / seconds['ours']:,.0f}",
+                             f"{tokens / seconds['transformers']:,.0f}", f"{result[f'{mode}_ratio']:.2f}x",
+                             f"{100 * result[f'{mode}_ours_mfu']:.1f}%", f"{100 * result[f'{mode}_transformers_mfu']:.1f}%"])
             records.append(result)
+            print(rows[-2], rows[-1], flush=True)
     info = machine(device)
     table = markdown_table(["model", "precision", "step", "ours tok/s", "transformers tok/s", "ratio",
                             "ours MFU", "transformers MFU"], rows)

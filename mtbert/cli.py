@@ -116,15 +116,12 @@ def run_summary(results: dict, run_dir: Path) -> str:
 
 
 def _load_model_and_precision(args: argparse.Namespace):
-    from .inference.frozen import freeze_for_inference
     from .multitask import MultitaskModel
     from .precision import resolve_device, resolve_precision
 
     device = resolve_device(args.device)
-    model = MultitaskModel.from_pretrained(args.model, base=args.base).to(device)
-    if args.compile:
-        freeze_for_inference(model.encoder)
-    return model, resolve_precision(args.precision, device)
+    model = MultitaskModel.from_pretrained(args.model, base=args.base)
+    return model.to(device), resolve_precision(args.precision, device)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -159,7 +156,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     _setup_logging()
     predictor = Predictor.from_pretrained(args.model, args.device, args.precision, args.base, args.batch_size,
-                                          args.max_tokens, args.compile)
+                                          args.max_tokens)
     specs = predictor.tasks
     for task in args.task or []:
         predictor.spec(task)  # unknown tasks are named before any work
@@ -222,7 +219,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _setup_logging()
     serve(str(args.model), args.host, args.port, args.device, args.precision, args.window_ms, args.max_tokens,
-          str(args.base) if args.base else None, args.compile)
+          str(args.base) if args.base else None)
     return 0
 
 
@@ -266,10 +263,6 @@ def package_version() -> str:
         return "unknown (not installed)"
 
 
-COMPILE_HELP = ("run the encoder as a compiled graph with its weights frozen in: the first batch compiles "
-                "(tens of seconds), later batches run faster")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="mtbert", description="Multitask fine-tuning of BERT encoders.")
     parser.add_argument("--version", action="version", version=f"mtbert {package_version()}")
@@ -303,7 +296,6 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--batch-size", type=positive_int, default=128, help="most examples per batch")
         command.add_argument("--max-tokens", type=non_negative_int, default=None,
                              help="most padded tokens per batch (0: no cap; default 1024 on CPU, no cap on a GPU)")
-        command.add_argument("--compile", action="store_true", help=COMPILE_HELP)
         command.set_defaults(handler=handler)
         if name == "evaluate":
             command.add_argument("--data-dir", type=existing("dir"), help="directory of the task files (before $MTBERT_DATA_DIR, the "
@@ -345,7 +337,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--window-ms", type=float, default=5.0,
                        help="how long a pass waits for more requests to share it (default 5 ms)")
     serve.add_argument("--max-tokens", type=positive_int, default=8192, help="most tokens gathered into one pass")
-    serve.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     serve.set_defaults(handler=cmd_serve)
 
     search = commands.add_parser("search", help="hyper-parameter search with Optuna (grid, random, TPE)")

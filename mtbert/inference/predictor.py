@@ -21,7 +21,6 @@ from ..multitask.features import featurize
 from ..precision import Precision, resolve_device, resolve_precision
 from ..tasks import Example, TaskSpec
 from ..tasks.heads.base import POOLINGS
-from .frozen import freeze_for_inference
 
 Input = Union[str, Sequence[str]]  # one sentence, or a pair (a, b)
 
@@ -43,24 +42,20 @@ class Prediction:
 
 class Predictor:
     def __init__(self, model: MultitaskModel, precision: Precision, batch_size: int = 128,
-                 max_tokens: Optional[int] = None, compiled: bool = False):
-        """``compiled``: run the encoder as a frozen inductor graph (``mtbert.inference.frozen``); the
-        first batch pays a compile, later ones run faster. The model must not change afterwards."""
+                 max_tokens: Optional[int] = None):
         self.model = model.eval()
         self.precision = precision
         self.batch_size, self.max_tokens = batch_size, max_tokens
-        if compiled:
-            freeze_for_inference(model.encoder)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str = "auto", precision: str = "auto",
                         base: Optional[str] = None, batch_size: int = 128,
-                        max_tokens: Optional[int] = None, compiled: bool = False) -> "Predictor":
+                        max_tokens: Optional[int] = None) -> "Predictor":
         """A saved model (a run's ``best/``, full or delta; ``base`` where a delta's base encoder now is)
         on ``device`` (auto: CUDA when present) in ``precision`` (auto: bf16 where native, else fp32)."""
         resolved = resolve_device(device)
         model = MultitaskModel.from_pretrained(directory, base=base).to(resolved)
-        return cls(model, resolve_precision(precision, resolved), batch_size, max_tokens, compiled)
+        return cls(model, resolve_precision(precision, resolved), batch_size, max_tokens)
 
     # ----- what the model offers ----------------------------------------------------------
     @property
