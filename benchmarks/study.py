@@ -180,7 +180,7 @@ def code_version() -> str:
     return f"{commit}-modified" if modified else commit
 
 
-LOG_LINE_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ", re.MULTILINE)
+LOG_LINE_TIME = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
 
 
 def earlier_sittings_seconds(run_dir: Path) -> float:
@@ -195,7 +195,8 @@ def earlier_sittings_seconds(run_dir: Path) -> float:
         found = LOG_LINE_TIME.match(line)
         if not found:
             continue
-        moment = datetime.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").timestamp() + int(found.group(2)) / 1000
+        moment = (datetime.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").timestamp()
+                  + int(found.group(2)) / 1000)
         if " INFO resumed " in line and first is not None:
             total += last - first
             first = None
