@@ -330,7 +330,8 @@ def main() -> None:
         return
     todo = plan(args.only, args.seeds, args.root)
     if args.dry_run:
-        hours = [(name, seed, estimate_hours(name, ROWS[name], seed, args.root, args.runs)) for name, seed in todo]
+        hours = [(name, seed, estimate_hours(name, ROWS[name], seed, args.root, args.runs))
+                 for name, seed in todo]
         print(markdown_table(["row", "seed", "estimated hours"], [[n, s, f"{h:.2f}"] for n, s, h in hours]))
         print(f"\n{len(todo)} runs left, about {sum(h for *_, h in hours):.1f} hours alone on this machine")
         return
