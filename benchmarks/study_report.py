@@ -131,21 +131,42 @@ def verdict(expect: str, diff: float, margin: float | None) -> str:
     return "does not hold" if diff < -margin else "within noise"
 
 
+def claim_verdicts(found: dict, claim: Claim) -> list[tuple[str, float, float, float | None, str]]:
+    """Per metric of a claim whose rows have run: (metric, system mean, other mean, two sd, verdict)."""
+    out = []
+    for key in claim.metrics:
+        a, b = statistics.mean(values(found[claim.system], key)), statistics.mean(values(found[claim.other], key))
+        margin, source = noise(found, claim.system, claim.other, key)
+        out.append((key, a, b, margin, source, verdict(claim.expect, a - b, margin)))
+    return out
+
+
+def rows_needing_seeds(found: dict) -> set[str]:
+    """Rows of a claim judged "within noise" that have fewer than three seeds: the study's rule runs
+    three wherever a difference is within two seed sds."""
+    needing = set()
+    for claim in CLAIMS:
+        if claim.system in found and claim.other in found and any(
+                v[-1] == "within noise" for v in claim_verdicts(found, claim)):
+            needing |= {name for name in (claim.system, claim.other) if len(found[name]) < 3}
+    return needing
+
+
 def claim_line(found: dict, claim: Claim) -> str:
     missing = [name for name in (claim.system, claim.other) if name not in found]
     if missing:
         return f"- **{claim.report}**, {claim.text}: not run yet ({', '.join(missing)})."
     parts, verdicts = [], []
-    for key in claim.metrics:
-        a, b = statistics.mean(values(found[claim.system], key)), statistics.mean(values(found[claim.other], key))
-        margin, source = noise(found, claim.system, claim.other, key)
-        verdicts.append(verdict(claim.expect, a - b, margin))
+    for key, a, b, margin, source, judged in claim_verdicts(found, claim):
+        verdicts.append(judged)
         bound = f"2 sd = {margin:.3f}, {source}" if margin is not None else source
         parts.append(f"{METRICS[key]} {a:.3f} ({claim.system}) vs {b:.3f} ({claim.other}), {a - b:+.3f} ({bound})")
     overall = verdicts[0] if len(set(verdicts)) == 1 else "partly: " + ", ".join(
         f"{METRICS[k]} {v}" for k, v in zip(claim.metrics, verdicts))
     seeds = f"{len(found[claim.system])} + {len(found[claim.other])} seeds"
-    return f"- **{claim.report}**, {claim.text}: **{overall}**. {'; '.join(parts)}; {seeds}."
+    more = sorted(name for name in (claim.system, claim.other) if len(found[name]) < 3)
+    rule = f" Within noise: the plan runs 3 seeds of {', '.join(more)}." if "within noise" in verdicts and more else ""
+    return f"- **{claim.report}**, {claim.text}: **{overall}**. {'; '.join(parts)}; {seeds}.{rule}"
 
 
 def welch_t(a: list[float], b: list[float]) -> float | None:

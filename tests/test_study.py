@@ -132,3 +132,18 @@ def test_a_resumed_runs_time_counts_its_earlier_sittings(tmp_path):
         "2026-12-02 20:10:00,500 INFO step 1500/3624 epoch 2: mean loss 2.1, 900 tokens/s\n")
     # 26 min 26.636 s in the first sitting, 10 min 0.5 s in the second; the 38-minute gap is not counted
     assert plan.earlier_sittings_seconds(tmp_path) == pytest.approx(1586.636 + 600.5)
+
+
+def test_the_plan_gives_three_seeds_to_an_ablation_within_noise(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import study as plan
+
+    for name, composites in (("004-system", (0.750, 0.752, 0.754)), ("004-no-relational-layer", (0.749,))):
+        for seed, composite in enumerate(composites):
+            record = tmp_path / name / f"seed{seed}" / "record.json"
+            record.parent.mkdir(parents=True)
+            record.write_text(json.dumps({"best": {k: composite for k in ("composite", "sst_acc", "quora_acc",
+                                                                           "sts_pearson")}, "runner": "mtbert"}))
+    assert plan.plan(["004-no-relational-layer"], None, tmp_path) == [("004-no-relational-layer", 1),
+                                                                       ("004-no-relational-layer", 2)]
+    assert plan.plan(["004-no-relational-layer"], 1, tmp_path) == []  # --seeds still says how many

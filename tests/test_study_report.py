@@ -109,3 +109,13 @@ def test_the_docs_section_is_replaced_between_its_markers(tmp_path):
     page.write_text("no markers", encoding="utf-8")
     with pytest.raises(SystemExit, match="markers"):
         write_section(page, "x")
+
+
+def test_a_claim_within_noise_asks_three_seeds_of_its_short_rows():
+    found = {"004-system": records(0.750, 0.752, 0.754), "004-no-relational-layer": records(0.749)}
+    claim = next(c for c in CLAIMS if c.other == "004-no-relational-layer")
+    assert "**within noise**" in claim_line(found, claim)  # +0.003 against 2 sd = 0.004
+    assert "the plan runs 3 seeds of 004-no-relational-layer." in claim_line(found, claim)
+    assert study_report.rows_needing_seeds(found) == {"004-no-relational-layer"}
+    found["004-no-relational-layer"] = records(0.70)
+    assert study_report.rows_needing_seeds(found) == set()  # a clear difference: one seed stands
