@@ -12,7 +12,6 @@ import torch
 
 from ..multitask import Batch, LossBalancer, MultitaskModel, Step, collate
 from ..multitask.surgery import GradientSurgery
-from ..optim.clipping import clip_grad_norm
 from ..precision import Precision
 from .distributed import World
 
@@ -82,7 +81,7 @@ class StepRunner:
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         if self.max_grad_norm:
-            clip_grad_norm(self.model.parameters(), self.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
