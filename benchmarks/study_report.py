@@ -131,8 +131,8 @@ def verdict(expect: str, diff: float, margin: float | None) -> str:
     return "does not hold" if diff < -margin else "within noise"
 
 
-def claim_verdicts(found: dict, claim: Claim) -> list[tuple[str, float, float, float | None, str]]:
-    """Per metric of a claim whose rows have run: (metric, system mean, other mean, two sd, verdict)."""
+def claim_verdicts(found: dict, claim: Claim) -> list[tuple[str, float, float, float | None, str, str]]:
+    """Per metric of a claim whose rows have run: (metric, system mean, other mean, two sd, its source, verdict)."""
     out = []
     for key in claim.metrics:
         a, b = statistics.mean(values(found[claim.system], key)), statistics.mean(values(found[claim.other], key))
