@@ -141,15 +141,18 @@ def claim_verdicts(found: dict, claim: Claim) -> list[tuple[str, float, float, f
     return out
 
 
+def short_of_seeds(found: dict, claim: Claim) -> list[str]:
+    """The claim's rows with fewer than three seeds, where a verdict is "within noise": the study's rule
+    runs three wherever a difference is within two seed sds."""
+    if not any(v[-1] == "within noise" for v in claim_verdicts(found, claim)):
+        return []
+    return sorted(name for name in (claim.system, claim.other) if len(found[name]) < 3)
+
+
 def rows_needing_seeds(found: dict) -> set[str]:
-    """Rows of a claim judged "within noise" that have fewer than three seeds: the study's rule runs
-    three wherever a difference is within two seed sds."""
-    needing = set()
-    for claim in CLAIMS:
-        if claim.system in found and claim.other in found and any(
-                v[-1] == "within noise" for v in claim_verdicts(found, claim)):
-            needing |= {name for name in (claim.system, claim.other) if len(found[name]) < 3}
-    return needing
+    """Every row some claim's seed rule asks more seeds of (see ``short_of_seeds``)."""
+    return {name for claim in CLAIMS if claim.system in found and claim.other in found
+            for name in short_of_seeds(found, claim)}
 
 
 def claim_line(found: dict, claim: Claim) -> str:
@@ -164,8 +167,8 @@ def claim_line(found: dict, claim: Claim) -> str:
     overall = verdicts[0] if len(set(verdicts)) == 1 else "partly: " + ", ".join(
         f"{METRICS[k]} {v}" for k, v in zip(claim.metrics, verdicts))
     seeds = f"{len(found[claim.system])} + {len(found[claim.other])} seeds"
-    more = sorted(name for name in (claim.system, claim.other) if len(found[name]) < 3)
-    rule = f" Within noise: the plan runs 3 seeds of {', '.join(more)}." if "within noise" in verdicts and more else ""
+    more = short_of_seeds(found, claim)
+    rule = f" Within noise: the plan runs 3 seeds of {', '.join(more)}." if more else ""
     return f"- **{claim.report}**, {claim.text}: **{overall}**. {'; '.join(parts)}; {seeds}.{rule}"
 
 
