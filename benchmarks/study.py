@@ -205,12 +205,26 @@ def earlier_sittings_seconds(run_dir: Path) -> float:
     return total + (last - first if first is not None else 0.0)
 
 
+def code_per_sitting(run_dir: Path, code: str, resume: bool) -> list[str]:
+    """The code version of every sitting of a run, this one's last: kept one per line beside the run
+    (``seed<N>.code``), started afresh when the run is, so that a resumed record names the commits of all
+    the code that trained it, not only the last."""
+    sittings = run_dir.with_name(f"{run_dir.name}.code")
+    if not resume:
+        sittings.unlink(missing_ok=True)
+    sittings.parent.mkdir(parents=True, exist_ok=True)
+    with open(sittings, "a", encoding="utf-8") as out:
+        out.write(code + "\n")
+    return sittings.read_text(encoding="utf-8").split()
+
+
 def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[str]) -> dict:
     record_dir, run_dir = run_paths(root, runs, name, seed)
     resume = (run_dir / "checkpoint.pt").exists() and not (run_dir / "results.json").exists()
     earlier = earlier_sittings_seconds(run_dir) if resume else 0.0
     load_before = os.getloadavg()[0]
     code = code_version()
+    codes = code_per_sitting(run_dir, code, resume)
     started = time.perf_counter()
     peak = max(run_process(args, f"{name} seed {seed}", run_dir.with_name(f"{run_dir.name}.out")).ru_maxrss
                for args in RUNNERS[row.runner](name, row, seed, root, runs, extra, resume))
@@ -226,7 +240,7 @@ def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[
         "train_tokens_per_second": results["train_tokens_per_second"], "padding_share": results["padding_share"],
         "peak_mib": round(peak / 1024, 1), "parameters": results.get("parameters", {}).get("model", {}),
         "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
-        "code": code,
+        "code": code, "code_per_sitting": codes,
         "config": (run_dir / "config.yaml").read_text(encoding="utf-8"),
     }
     if "learning_rates" in results:

@@ -97,6 +97,8 @@ def table(found: dict[str, list[dict]]) -> str:
         cells.append(f"{statistics.mean(r['train_tokens_per_second'] for r in records):,.0f}")
         cells.append(f"{records[0]['parameters'].get('tunable', 0):,} / {records[0]['parameters'].get('stored', 0):,}")
         notes = ["smoke"] if any(r["smoke"] for r in records) else []
+        if records[0].get("runner") == "final-stage":
+            notes.append("time: the stage alone, on top of its system's run")
         notes += [f"seed {r['seed']} tried {max(len(runs) for runs in r['tried'].values())} rates per task in "
                   f"{r['wall_seconds'] / 60:.0f} min" for r in grids]
         cells.append("; ".join(notes))

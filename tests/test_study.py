@@ -33,6 +33,7 @@ def test_a_tiny_study_records_skips_and_tabulates(tmp_path, tiny_checkpoint, dat
     assert record["smoke"] and record["seed"] == 0 and "composite" in record["best"]
     assert record["peak_mib"] > 0 and record["dev_per_evaluation"]
     assert record["code"] and record["code"] != "unknown"  # the commit the run came from (the checkout is a git one)
+    assert record["code_per_sitting"] == [record["code"]]
     assert yaml.safe_load(record["config"])["train"]["seed"] == 0
     assert (record_dir / "predictions" / "sst-test-output.csv").exists()
     assert not (tmp_path / "runs" / "quickstart" / "seed0" / "checkpoint.pt").exists()
@@ -73,7 +74,8 @@ def test_the_reference_and_the_final_stage_run_as_rows(tmp_path, tiny_checkpoint
     assert config["model"]["trainable_heads"] == ["sts"]
     assert config["model"]["init_from"].endswith(os.path.join("003-final-stage", "seed0-quora", "best"))
     assert not list((tmp_path / "runs").glob("**/checkpoint.pt"))
-    assert "| 003-final-stage | 1 |" in study("--table", *where, env=env).stdout
+    shown = [line for line in study("--table", *where, env=env).stdout.splitlines() if "| 003-final-stage | 1 |" in line]
+    assert shown and "the stage alone" in shown[0]  # its time is not the whole system's
 
 
 def test_the_rows_named_as_the_quickstart_train_its_config():
@@ -132,6 +134,16 @@ def test_a_resumed_runs_time_counts_its_earlier_sittings(tmp_path):
         "2026-12-02 20:10:00,500 INFO step 1500/3624 epoch 2: mean loss 2.1, 900 tokens/s\n")
     # 26 min 26.636 s in the first sitting, 10 min 0.5 s in the second; the 38-minute gap is not counted
     assert plan.earlier_sittings_seconds(tmp_path) == pytest.approx(1586.636 + 600.5)
+
+
+def test_a_resumed_run_names_the_code_of_every_sitting(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import study as plan
+
+    run = tmp_path / "row" / "seed0"
+    assert plan.code_per_sitting(run, "aaa1111", resume=False) == ["aaa1111"]
+    assert plan.code_per_sitting(run, "bbb2222-modified", resume=True) == ["aaa1111", "bbb2222-modified"]
+    assert plan.code_per_sitting(run, "ccc3333", resume=False) == ["ccc3333"]  # a fresh start forgets the old run
 
 
 def test_the_plan_gives_three_seeds_to_an_ablation_within_noise(tmp_path):
