@@ -2,7 +2,7 @@
 task, on the same examples (mtbert's readers), bf16 autocast on CPU.
 
     python benchmarks/hf_reference.py [--setup tuned|quoted] [--tasks sst quora sts] [--lr 2e-5 3e-5 5e-5]
-                                      [--seed 0] [--out DIR] [--name NAME]
+                                      [--seed 0] [--out DIR] [--previous DIR] [--name NAME]
 
 Two setups:
 
@@ -10,8 +10,12 @@ Two setups:
   batch 32, linear warm-up over the first 10% of steps then linear decay to 0, weight decay 0.01 on all
   but biases and LayerNorm weights (as the Trainer applies it), batches grouped by length (the Trainer's
   ``group_by_length``: shuffled, cut into mega-batches of 50 batches, each sorted by length), dev scored
-  after every epoch and the best epoch kept (``load_best_model_at_end``), and the best of the learning
-  rates given (``--lr``, per task on dev). ``--lr sst=3e-5`` sets one task's rate alone.
+  after every epoch and the best epoch kept (``load_best_model_at_end``), and the best learning rate per
+  task on dev: of 2e-5, 3e-5 and 5e-5, widened upward while the best is the highest tried (8e-5, 1.2e-4,
+  2e-4 in turn; the rule is benchmarks/lr_grid.py's). ``--lr`` gives the rates to try instead (no
+  widening); ``--lr sst=3e-5`` sets one task's rate alone. ``--previous DIR`` (an earlier ``--out`` of the
+  same seed, or the study's record of it) counts the rates it tried as tried: only the rest are trained,
+  and a task whose best stays an earlier rate keeps that run's predictions.
 - ``quoted``: the setup of the reference numbers quoted with the project (3 epochs SST, 2 Quora, 4 STS;
   lr 5e-5; the Trainer's defaults otherwise: no warm-up, no weight decay, random batches padded to their
   longest example, the last epoch's dev score).
@@ -30,6 +34,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -37,17 +42,23 @@ import torch
 import yaml
 
 from common import REPO, machine, markdown_table, save
+from lr_grid import GRID, next_rates
 from mtbert.bert.checkpoint import resolve_checkpoint_dir
 from mtbert.evaluate.predictions import prediction_file_name, write_predictions
 from mtbert.tasks import composite_score, get_task, metric_key, read_examples
 from mtbert.tasks.metrics import METRICS
 
 SETUPS = {
-    "tuned": {"epochs": {"sst": 3, "quora": 3, "sts": 3}, "lr": [2e-5, 3e-5, 5e-5], "warmup": 0.1,
+    "tuned": {"epochs": {"sst": 3, "quora": 3, "sts": 3}, "lr": list(GRID), "widen": True, "warmup": 0.1,
               "weight_decay": 0.01, "group_by_length": True, "keep": "best epoch"},
-    "quoted": {"epochs": {"sst": 3, "quora": 2, "sts": 4}, "lr": [5e-5], "warmup": 0.0, "weight_decay": 0.0,
-               "group_by_length": False, "keep": "last epoch"},
+    "quoted": {"epochs": {"sst": 3, "quora": 2, "sts": 4}, "lr": [5e-5], "widen": False, "warmup": 0.0,
+               "weight_decay": 0.0, "group_by_length": False, "keep": "last epoch"},
 }
+# what a result keeps in results.json's "tried" (enough to stand for the run when --previous reads it back)
+KEPT = ("lr", "epochs", "dev_per_epoch", "dev", "best_epoch", "seconds", "real_tokens", "padding_share", "parameters")
+# the parts of a result that do not depend on the learning rate (the batches are the seed's): an earlier
+# record that lacks them takes them from a run of the same task at another rate
+RATE_FREE = ("epochs", "real_tokens", "padding_share", "parameters")
 BATCH, MAX_LENGTH, MEGA_BATCH = 32, 128, 50
 
 
@@ -158,18 +169,64 @@ def learning_rates(items: list[str], task: str) -> list[float]:
     return own or [float(i) for i in items if "=" not in i]
 
 
+def pending(done: list[dict], given: list[float], setup: dict) -> list[float]:
+    """The rates still to train for a task: those given that are not done; else the setup's grid, widened
+    by the lr_grid rule where the setup says so."""
+    rates = {r["lr"] for r in done}
+    if given:
+        return [lr for lr in given if lr not in rates]
+    if setup["widen"]:
+        return next_rates(done, tuple(setup["lr"]))
+    return [lr for lr in setup["lr"] if lr not in rates]
+
+
+def keep_best_model(results: list[dict]) -> dict:
+    """The best result on dev (the first of equals), the only one that keeps its model."""
+    best = max(results, key=lambda r: r["dev"])
+    for result in results:
+        if result is not best:
+            result.pop("model", None), result.pop("tokenizer", None)
+    return best
+
+
+def read_previous(path: Path, tasks: list[str]) -> dict[str, list[dict]]:
+    """The results an earlier run of the same seed tried per task, from its results.json (an ``--out``
+    directory) or record.json (the study's record), each marked with where its predictions are."""
+    for name in ("results.json", "record.json"):
+        if (path / name).exists():
+            tried = json.loads((path / name).read_text(encoding="utf-8")).get("tried", {})
+            return {t: [{**r, "task": t, "predictions": path / "predictions"} for r in tried.get(t, [])] for t in tasks}
+    raise SystemExit(f"--previous {path}: no results.json or record.json with the rates it tried")
+
+
+def fill_rate_free(task: str, results: list[dict]) -> None:
+    """Gives an earlier result that lacks the learning-rate-free counts those of a run of the same task."""
+    source = next((r for r in results if all(k in r for k in RATE_FREE)), None)
+    for result in results:
+        if not all(k in result for k in RATE_FREE):
+            if source is None:
+                raise SystemExit(f"{task}: the earlier results lack token counts and no new rate was trained to "
+                                 f"supply them; rerun without --previous")
+            result.update({k: source[k] for k in RATE_FREE})
+
+
 def write_run(out: Path, setup_name: str, setup: dict, chosen: dict, tried: dict, data: dict, seed: int,
               model_name: str) -> None:
-    """The run as mtbert writes one: what benchmarks/study.py reads into its record."""
+    """The run as mtbert writes one: what benchmarks/study.py reads into its record. A chosen result from
+    ``--previous`` has no model here: its predictions are copied from that run."""
     out.mkdir(parents=True, exist_ok=True)
     metrics = {metric_key(t, get_task(t).metric): r["dev"] for t, r in chosen.items()}
     metrics["composite"] = composite_score(metrics, {t: get_task(t).metric for t in chosen})
     for task, result in chosen.items():
         spec = get_task(task)
         for split in ("dev", "test"):
+            target = out / "predictions" / prediction_file_name(spec, split)
+            if "model" not in result:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(result["predictions"] / prediction_file_name(spec, split), target)
+                continue
             outputs = predict(result["model"], result["tokenizer"], data[task][split], spec.kind == "regression")
-            write_predictions(out / "predictions" / prediction_file_name(spec, split), spec,
-                              [e.id for e in data[task][split]], outputs)
+            write_predictions(target, spec, [e.id for e in data[task][split]], outputs)
     seconds = sum(r["seconds"] for runs in tried.values() for r in runs)
     final = sum(r["seconds"] for r in chosen.values())
     tokens = sum(r["real_tokens"] for r in chosen.values())
@@ -179,8 +236,7 @@ def write_run(out: Path, setup_name: str, setup: dict, chosen: dict, tried: dict
                "padding_share": round(sum(r["padding_share"] for r in chosen.values()) / len(chosen), 4),
                "parameters": {"model": {"tunable": stored, "stored": stored}},
                "learning_rates": {t: r["lr"] for t, r in chosen.items()},
-               "tried": {t: [{k: r[k] for k in ("lr", "dev_per_epoch", "dev", "best_epoch", "seconds")} for r in runs]
-                         for t, runs in tried.items()}}
+               "tried": {t: [{k: r[k] for k in KEPT} for r in runs] for t, runs in tried.items()}}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     lines = [{"epoch": e + 1, "split": "dev", "task": t, "lr": r["lr"], "score": s}
              for t, runs in tried.items() for r in runs for e, s in enumerate(r["dev_per_epoch"])]
@@ -202,6 +258,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs for every task (smoke runs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the run (results, predictions) into this directory")
+    parser.add_argument("--previous", type=Path, help="an earlier run of this seed whose tried rates count as tried")
     parser.add_argument("--name", help="save a summary as benchmarks/results/NAME.json")
     args = parser.parse_args()
     setup = dict(SETUPS[args.setup])
@@ -212,17 +269,19 @@ def main() -> None:
     data = {t: {split: read_examples(get_task(t), data_dir / get_task(t).files[split], labelled=split != "test",
                                      limit=args.limit).examples for split in ("train", "dev", "test")}
             for t in args.tasks}
+    previous = read_previous(args.previous, args.tasks) if args.previous else {t: [] for t in args.tasks}
     tried, chosen = {}, {}
     for task in args.tasks:
-        tried[task] = []
-        for lr in learning_rates(args.lr or [], task) or setup["lr"]:  # no rate given for it: the setup's
-            result = train_task(task, lr, setup, model_dir, data[task], args.seed)
-            tried[task].append(result)
-            if task not in chosen or result["dev"] > chosen[task]["dev"]:
-                chosen[task] = result  # the best rate on dev; the others' models are dropped
-        for result in tried[task]:
-            if result is not chosen[task]:
-                result.pop("model"), result.pop("tokenizer")
+        tried[task] = previous[task]
+        given = learning_rates(args.lr or [], task)  # none given for it: the setup's grid
+        while queue := pending(tried[task], given, setup):
+            for lr in queue:
+                tried[task].append(train_task(task, lr, setup, model_dir, data[task], args.seed))
+                keep_best_model(tried[task])
+        if not tried[task]:
+            raise SystemExit(f"{task}: no learning rate to try")
+        fill_rate_free(task, tried[task])
+        chosen[task] = keep_best_model(tried[task])
     if args.out:
         write_run(args.out, args.setup, setup, chosen, tried, data, args.seed, args.model)
     rows = [[t, f"{r['lr']:g}", r["epochs"], f"{r['dev']:.3f}", r["best_epoch"],
@@ -236,7 +295,7 @@ def main() -> None:
     print(table)
     if args.name:
         save(args.name, {"machine": info, "setup": args.setup, "seed": args.seed, "table": table,
-                         "results": [{k: v for k, v in r.items() if k not in ("model", "tokenizer")}
+                         "results": [{k: v for k, v in r.items() if k not in ("model", "tokenizer", "predictions")}
                                      for t in args.tasks for r in tried[t]]})
 
 

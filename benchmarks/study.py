@@ -24,12 +24,14 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from common import REPO, RESULTS, markdown_table
+from lr_grid import grid_finished, next_rates
 from study_report import load, report, rows_needing_seeds, table, tried_a_grid, write_section
 
 RECIPES = REPO / "recipes"
@@ -79,8 +81,10 @@ ROWS: dict[str, Row] = {
 # 003's final stage trains one head at a time on the frozen system of the same seed (sst, then quora, then
 # sts, each from the previous stage's best/), one epoch per head: the report gives up to 30 epochs for
 # every stage; one epoch of a head alone is the share of the 3-epoch budget this row can afford.
-# The transformers reference tries lr 2e-5, 3e-5 and 5e-5 per task on seed 0 and keeps the best on dev;
-# its other seeds run at the rates seed 0 chose.
+# The transformers reference tries lr 2e-5, 3e-5 and 5e-5 per task on seed 0, widened upward while the best
+# is the highest tried (benchmarks/lr_grid.py), and keeps the best on dev; its other seeds run at the rates
+# seed 0 chose. A seed 0 recorded before the grid widened is finished by training only the rates it lacks,
+# and a later seed whose rates are no longer seed 0's runs again.
 
 
 def run_paths(root: Path, runs: Path, row: str, seed: int) -> tuple[Path, Path]:
@@ -107,9 +111,11 @@ def transformers_commands(name: str, row: Row, seed: int, root: Path, runs: Path
                           resume: bool) -> list[list[str]]:
     """benchmarks/hf_reference.py, tuned: seed 0 tries the learning-rate grid, later seeds use its choice.
     Smoke overrides that have a counterpart there (model, data limit, epochs) are passed on."""
-    run_dir = run_paths(root, runs, name, seed)[1]
+    record_dir, run_dir = run_paths(root, runs, name, seed)
     args = [sys.executable, str(REPO / "benchmarks" / "hf_reference.py"), "--setup", "tuned", "--seed", str(seed),
             "--out", str(run_dir)]
+    if seed == 0 and (record_dir / "record.json").exists():
+        args += ["--previous", str(record_dir)]  # a grid that widened since: only its new rates are trained
     if seed > 0:
         first = root / name / "seed0" / "record.json"
         if not first.exists():
@@ -222,9 +228,12 @@ def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[
     record_dir, run_dir = run_paths(root, runs, name, seed)
     resume = (run_dir / "checkpoint.pt").exists() and not (run_dir / "results.json").exists()
     earlier = earlier_sittings_seconds(run_dir) if resume else 0.0
+    widened = row.runner == "transformers" and seed == 0 and (record_dir / "record.json").exists()
+    if widened:  # the rates it tried before count, and so does their time
+        earlier = json.loads((record_dir / "record.json").read_text(encoding="utf-8"))["wall_seconds"]
     load_before = os.getloadavg()[0]
     code = code_version()
-    codes = code_per_sitting(run_dir, code, resume)
+    codes = code_per_sitting(run_dir, code, resume or widened)
     started = time.perf_counter()
     peak = max(run_process(args, f"{name} seed {seed}", run_dir.with_name(f"{run_dir.name}.out")).ru_maxrss
                for args in RUNNERS[row.runner](name, row, seed, root, runs, extra, resume))
@@ -234,7 +243,7 @@ def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[
     record = {
         "row": name, "seed": seed, "runner": row.runner, "recipe": row.recipe, "variants": list(row.variants),
         "overrides": [*row.overrides, *extra], "smoke": bool(extra),
-        "resumed": resume, "earlier_sittings_seconds": round(earlier, 1),
+        "resumed": resume, "widened": widened, "earlier_sittings_seconds": round(earlier, 1),
         "best": results["best"], "dev_per_evaluation": [m for m in metrics if m.get("split") == "dev"],
         "wall_seconds": round(wall, 1), "train_seconds": results["train_seconds"],
         "train_tokens_per_second": results["train_tokens_per_second"], "padding_share": results["padding_share"],
@@ -277,6 +286,9 @@ def estimate_hours(name: str, row: Row, seed: int, root: Path, runs: Path) -> fl
     of the quickstart's rate); else the quickstart's rate times SMART's measured step cost on the share
     of batches it regularises."""
     done = [r for r in load(root, [name]).get(name, []) if not r["smoke"] and (seed == 0 or not tried_a_grid(r))]
+    if row.runner == "transformers" and seed == 0 and done:  # a grid to widen: one run per new rate
+        return sum(statistics.mean(r["seconds"] for r in results) for results in done[0]["tried"].values()
+                   if next_rates(results)) / 3600 + 0.05
     if done:
         return sum(r["wall_seconds"] for r in done) / len(done) / 3600
     rate = 3886.0  # real tokens/s of the quickstart here (benchmarks/results/quickstart_epyc_bf16.json)
@@ -320,9 +332,26 @@ def plan(only: list[str], seeds: int | None, root: Path) -> list[tuple[str, int]
         if only and name not in only:
             continue
         for seed in range(seeds if seeds is not None else 3 if name in needing else row.seeds):
-            if not (root / name / f"seed{seed}" / "record.json").exists():
+            if not finished(name, row, seed, root, first_pending=(name, 0) in todo):
                 todo.append((name, seed))
     return todo
+
+
+def finished(name: str, row: Row, seed: int, root: Path, first_pending: bool = False) -> bool:
+    """Whether a seed of a row has its record, and for the transformers reference whether that record is
+    still current: seed 0's grid settled by the widening rule, a later seed at seed 0's chosen rates
+    (``first_pending``: seed 0 has rates left to try, so they may change)."""
+    path = root / name / f"seed{seed}" / "record.json"
+    if not path.exists():
+        return False
+    if row.runner != "transformers":
+        return True
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if seed == 0:
+        return grid_finished(record.get("tried", {}))
+    first = root / name / "seed0" / "record.json"
+    return not first_pending and first.exists() and (
+        json.loads(first.read_text(encoding="utf-8"))["learning_rates"] == record["learning_rates"])
 
 
 def main() -> None:
@@ -351,6 +380,9 @@ def main() -> None:
         print(f"\n{len(todo)} runs left, about {sum(h for *_, h in hours):.1f} hours alone on this machine")
         return
     for name, seed in todo:
+        if seed > 0 and finished(name, ROWS[name], seed, args.root):  # seed 0 widened, its choice stood
+            print(f"{name} seed {seed}: still at seed 0's rates, kept", flush=True)
+            continue
         print(f"{name} seed {seed} ...", flush=True)
         record = run_one(name, ROWS[name], seed, args.root, args.runs, args.set)
         print(f"  composite {record['best'].get('composite', float('nan')):.4f} in {record['wall_seconds'] / 60:.1f} min",

@@ -78,6 +78,12 @@ def tried_a_grid(record: dict) -> bool:
     return any(len(runs) > 1 for runs in record.get("tried", {}).values())
 
 
+def rates_tried(record: dict) -> str:
+    """How many learning rates a grid run tried per task: "3", or "3-5" where widening differed by task."""
+    counts = sorted(len(runs) for runs in record["tried"].values())
+    return str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}-{counts[-1]}"
+
+
 def mean_sd(numbers: list[float]) -> tuple[float, float | None]:
     return statistics.mean(numbers), statistics.stdev(numbers) if len(numbers) > 1 else None
 
@@ -99,8 +105,8 @@ def table(found: dict[str, list[dict]]) -> str:
         notes = ["smoke"] if any(r["smoke"] for r in records) else []
         if records[0].get("runner") == "final-stage":
             notes.append("time: the stage alone, on top of its system's run")
-        notes += [f"seed {r['seed']} tried {max(len(runs) for runs in r['tried'].values())} rates per task in "
-                  f"{r['wall_seconds'] / 60:.0f} min" for r in grids]
+        notes += [f"seed {r['seed']} tried {rates_tried(r)} rates per task in {r['wall_seconds'] / 60:.0f} min"
+                  for r in grids]
         cells.append("; ".join(notes))
         rows.append(cells)
     return markdown_table(["row", "seeds", "SST acc", "Quora acc", "STS r", "composite", "time per run", "tok/s",

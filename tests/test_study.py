@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from lr_grid import GRID, WIDER, next_rates  # noqa: E402
 
 
 def study(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -63,7 +65,7 @@ def test_the_reference_and_the_final_stage_run_as_rows(tmp_path, tiny_checkpoint
     records = tmp_path / "records"
     first = json.loads((records / "hf-reference" / "seed0" / "record.json").read_text())
     second = json.loads((records / "hf-reference" / "seed1" / "record.json").read_text())
-    assert [len(first["tried"][task]) for task in ("sst", "quora", "sts")] == [3, 3, 3]
+    assert all(len(first["tried"][task]) >= 3 and not next_rates(first["tried"][task]) for task in ("sst", "quora", "sts"))
     assert all(len(second["tried"][task]) == 1 for task in ("sst", "quora", "sts"))
     assert second["learning_rates"] == first["learning_rates"]
     for task, rate in first["learning_rates"].items():  # the chosen rate is the best one on dev
@@ -159,3 +161,30 @@ def test_the_plan_gives_three_seeds_to_an_ablation_within_noise(tmp_path):
     assert plan.plan(["004-no-relational-layer"], None, tmp_path) == [("004-no-relational-layer", 1),
                                                                        ("004-no-relational-layer", 2)]
     assert plan.plan(["004-no-relational-layer"], 1, tmp_path) == []  # --seeds still says how many
+
+
+def test_the_reference_runs_again_where_its_grid_widened(tmp_path):
+    """A seed 0 recorded before the grid widened is not finished while its best rate is the top one; a later
+    seed counts as finished only at seed 0's rates; the plan estimates seed 0 by the rates it lacks."""
+    import study as plan
+
+    def record(seed, rates, tried):
+        path = tmp_path / "hf-reference" / f"seed{seed}" / "record.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"learning_rates": rates, "tried": tried, "smoke": False, "wall_seconds": 3000.0,
+                                    "best": {"composite": 0.7}, "runner": "transformers"}))
+
+    edge = {"sst": [{"lr": lr, "dev": dev, "seconds": 600.0} for lr, dev in zip(GRID, (0.4, 0.45, 0.5))],
+            "sts": [{"lr": lr, "dev": dev, "seconds": 300.0} for lr, dev in zip(GRID, (0.8, 0.85, 0.82))]}
+    record(0, {"sst": GRID[-1], "sts": GRID[1]}, edge)
+    record(1, {"sst": GRID[-1], "sts": GRID[1]}, {})
+    row = plan.ROWS["hf-reference"]
+    assert plan.plan(["hf-reference"], None, tmp_path) == [("hf-reference", 0), ("hf-reference", 1), ("hf-reference", 2)]
+    assert plan.estimate_hours("hf-reference", row, 0, tmp_path, tmp_path) == pytest.approx(600 / 3600 + 0.05)  # sst only
+    assert plan.finished("hf-reference", row, 1, tmp_path)  # seed 0 still at those rates
+    edge["sst"].append({"lr": WIDER[0], "dev": 0.55, "seconds": 600.0})
+    edge["sst"].append({"lr": WIDER[1], "dev": 0.52, "seconds": 600.0})
+    record(0, {"sst": WIDER[0], "sts": GRID[1]}, edge)  # the widened grid chose another rate for sst
+    assert plan.finished("hf-reference", row, 0, tmp_path)
+    assert not plan.finished("hf-reference", row, 1, tmp_path)  # seed 1 ran at the old rate: it runs again
+    assert plan.plan(["hf-reference"], None, tmp_path) == [("hf-reference", 1), ("hf-reference", 2)]

@@ -66,6 +66,8 @@ def test_a_learning_rate_grid_is_not_counted_as_one_runs_time():
     grid[0]["wall_seconds"] = 48 * 60
     row = study_report.table({"hf-reference": grid}).splitlines()[-1]
     assert "| 10.0 min |" in row and "seed 0 tried 3 rates per task in 48 min" in row
+    grid[0]["tried"]["sts"] = [{}] * 5  # widened for one task
+    assert "seed 0 tried 3-5 rates per task" in study_report.table({"hf-reference": grid}).splitlines()[-1]
 
 
 def test_the_recipe_decision_takes_only_rows_beyond_one_sd():
