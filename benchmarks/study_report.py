@@ -93,7 +93,22 @@ def cell(numbers: list[float]) -> str:
     return f"{mean:.3f}" if sd is None else f"{mean:.3f} ± {sd:.3f}"
 
 
-def table(found: dict[str, list[dict]]) -> str:
+def without_stale(found: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[str, list[int]]]:
+    """The records that still describe their row, and the seeds left out: a grid run's later seeds train
+    at the rates its seed 0 chose, so once seed 0's widened grid chooses others they measure another
+    configuration (benchmarks/study.py runs them again) and must not enter the mean."""
+    kept, stale = {}, {}
+    for name, records in found.items():
+        first = next((r for r in records if r.get("seed") == 0 and "learning_rates" in r), None)
+        old = [r for r in records if first is not None and r is not first and "learning_rates" in r
+               and r["learning_rates"] != first["learning_rates"]]
+        kept[name] = [r for r in records if r not in old]
+        if old:
+            stale[name] = sorted(r["seed"] for r in old)
+    return kept, stale
+
+
+def table(found: dict[str, list[dict]], stale: dict[str, list[int]] | None = None) -> str:
     rows = []
     for name, records in found.items():
         cells = [name, str(len(records))] + [cell(values(records, key)) for key in METRICS]
@@ -107,6 +122,9 @@ def table(found: dict[str, list[dict]]) -> str:
             notes.append("time: the stage alone, on top of its system's run")
         notes += [f"seed {r['seed']} tried {rates_tried(r)} rates per task in {r['wall_seconds'] / 60:.0f} min"
                   for r in grids]
+        if stale and name in stale:
+            notes.append(f"seed(s) {', '.join(map(str, stale[name]))} left out: run at rates seed 0 no longer "
+                         f"chooses, to be run again")
         cells.append("; ".join(notes))
         rows.append(cells)
     return markdown_table(["row", "seeds", "SST acc", "Quora acc", "STS r", "composite", "time per run", "tok/s",
@@ -265,8 +283,9 @@ def recipe_decision(found: dict) -> str:
 
 
 def report(found: dict) -> str:
+    found, stale = without_stale(found)
     claims = "\n".join(claim_line(found, claim) for claim in CLAIMS)
-    return "\n\n".join([table(found), against_reference(found), against_former_recipe(found),
+    return "\n\n".join([table(found, stale), against_reference(found), against_former_recipe(found),
                         "Each report's main claims, here:", claims, recipe_decision(found)])
 
 

@@ -121,3 +121,15 @@ def test_a_claim_within_noise_asks_three_seeds_of_its_short_rows():
     assert study_report.rows_needing_seeds(found) == {"004-no-relational-layer"}
     found["004-no-relational-layer"] = records(0.70)
     assert study_report.rows_needing_seeds(found) == set()  # a clear difference: one seed stands
+
+
+def test_later_seeds_at_rates_seed_0_no_longer_chooses_stay_out_of_the_mean():
+    grid = records(0.70, 0.60, 0.71, runner="transformers")
+    for seed, record in enumerate(grid):
+        record["seed"], record["tried"] = seed, {"sst": [{}]}
+        record["learning_rates"] = {"sst": 8e-5 if seed in (0, 2) else 5e-5}  # seed 0 widened, seed 2 reran
+    found, stale = study_report.without_stale({"hf-reference": grid})
+    assert [r["seed"] for r in found["hf-reference"]] == [0, 2] and stale == {"hf-reference": [1]}
+    row = study_report.report({"hf-reference": grid}).splitlines()[2]
+    assert "| hf-reference | 2 | 0.705 ± 0.007 |" in row and "seed(s) 1 left out" in row
+    assert study_report.without_stale({"quickstart": records(0.7, 0.8)})[1] == {}  # no learning_rates: nothing to judge
