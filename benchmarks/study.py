@@ -224,16 +224,24 @@ def code_per_sitting(run_dir: Path, code: str, resume: bool) -> list[str]:
     return sittings.read_text(encoding="utf-8").split()
 
 
+def recorded_sittings(record_dir: Path) -> tuple[float, list[str]]:
+    """What a finished record says its sittings took and ran on: (wall seconds, code per sitting), the
+    code "unknown" for a record written before records named it."""
+    record = json.loads((record_dir / "record.json").read_text(encoding="utf-8"))
+    return record["wall_seconds"], record.get("code_per_sitting", [record.get("code", "unknown")])
+
+
 def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[str]) -> dict:
     record_dir, run_dir = run_paths(root, runs, name, seed)
     resume = (run_dir / "checkpoint.pt").exists() and not (run_dir / "results.json").exists()
     earlier = earlier_sittings_seconds(run_dir) if resume else 0.0
     widened = row.runner == "transformers" and seed == 0 and (record_dir / "record.json").exists()
-    if widened:  # the rates it tried before count, and so does their time
-        earlier = json.loads((record_dir / "record.json").read_text(encoding="utf-8"))["wall_seconds"]
+    before: list[str] = []
+    if widened:  # the rates it tried before count, and so do their time and code
+        earlier, before = recorded_sittings(record_dir)
     load_before = os.getloadavg()[0]
     code = code_version()
-    codes = code_per_sitting(run_dir, code, resume or widened)
+    codes = before + code_per_sitting(run_dir, code, resume)
     started = time.perf_counter()
     peak = max(run_process(args, f"{name} seed {seed}", run_dir.with_name(f"{run_dir.name}.out")).ru_maxrss
                for args in RUNNERS[row.runner](name, row, seed, root, runs, extra, resume))

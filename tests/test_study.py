@@ -182,6 +182,7 @@ def test_the_reference_runs_again_where_its_grid_widened(tmp_path):
     assert plan.plan(["hf-reference"], None, tmp_path) == [("hf-reference", 0), ("hf-reference", 1), ("hf-reference", 2)]
     assert plan.estimate_hours("hf-reference", row, 0, tmp_path, tmp_path) == pytest.approx(600 / 3600 + 0.05)  # sst only
     assert plan.finished("hf-reference", row, 1, tmp_path)  # seed 0 still at those rates
+    assert plan.recorded_sittings(tmp_path / "hf-reference" / "seed0") == (3000.0, ["unknown"])  # what widening adds
     command = plan.transformers_commands("hf-reference", row, 0, tmp_path, tmp_path / "runs", [], False)[0]
     assert command[command.index("--previous") + 1] == str(tmp_path / "hf-reference" / "seed0")  # only new rates
     edge["sst"].append({"lr": WIDER[0], "dev": 0.55, "seconds": 600.0})
