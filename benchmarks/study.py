@@ -107,6 +107,12 @@ def mtbert_command(row: Row, run_dir: Path, seed: int, extra: list[str], resume:
 SMOKE_FLAGS = {"model.name": "--model", "data.limit": "--limit", "train.epochs": "--epochs"}
 
 
+def widens(row: Row, seed: int, record_dir: Path) -> bool:
+    """Whether this run finishes a recorded seed 0 of the reference whose grid has widened since (the plan
+    schedules such a seed 0 only then): the command and the record must agree on it."""
+    return row.runner == "transformers" and seed == 0 and (record_dir / "record.json").exists()
+
+
 def transformers_commands(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[str],
                           resume: bool) -> list[list[str]]:
     """benchmarks/hf_reference.py, tuned: seed 0 tries the learning-rate grid, later seeds use its choice.
@@ -114,8 +120,8 @@ def transformers_commands(name: str, row: Row, seed: int, root: Path, runs: Path
     record_dir, run_dir = run_paths(root, runs, name, seed)
     args = [sys.executable, str(REPO / "benchmarks" / "hf_reference.py"), "--setup", "tuned", "--seed", str(seed),
             "--out", str(run_dir)]
-    if seed == 0 and (record_dir / "record.json").exists():
-        args += ["--previous", str(record_dir)]  # a grid that widened since: only its new rates are trained
+    if widens(row, seed, record_dir):
+        args += ["--previous", str(record_dir)]  # only its new rates are trained
     if seed > 0:
         first = root / name / "seed0" / "record.json"
         if not first.exists():
@@ -235,7 +241,7 @@ def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[
     record_dir, run_dir = run_paths(root, runs, name, seed)
     resume = (run_dir / "checkpoint.pt").exists() and not (run_dir / "results.json").exists()
     earlier = earlier_sittings_seconds(run_dir) if resume else 0.0
-    widened = row.runner == "transformers" and seed == 0 and (record_dir / "record.json").exists()
+    widened = widens(row, seed, record_dir)
     before: list[str] = []
     if widened:  # the rates it tried before count, and so do their time and code
         earlier, before = recorded_sittings(record_dir)
