@@ -23,6 +23,8 @@ BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
 # the row that holds the recipe the quickstart replaced when the study's decision chose 004's system.
 SAME_AS_QUICKSTART = ("004-system",)
 FORMER_RECIPE = "shuffled-cosine"
+# Rows that train less than the quickstart to save time: each is judged on whether it scores the same.
+CHEAPER = {"quickstart-frozen-embeddings": "the embedding layer fixed"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +247,30 @@ def against_former_recipe(found: dict) -> str:
             f"head; {len(found['quickstart'])} and {len(found[FORMER_RECIPE])} seeds): " + "; ".join(lines) + ".")
 
 
+def cheaper_recipes(found: dict) -> str:
+    """Each cheaper variant of the quickstart against it: per task, its time, and whether it scores the
+    same (no task's mean lower by more than two seed sds, the claims' rule for a real difference)."""
+    lines = []
+    for name, change in CHEAPER.items():
+        if name not in found or "quickstart" not in found:
+            lines.append(f"A cheaper quickstart, {name} ({change}): not run yet.")
+            continue
+        parts, _ = per_task(found, name, "quickstart")
+        lower = []
+        for key in METRICS:
+            diff = statistics.mean(values(found[name], key)) - statistics.mean(values(found["quickstart"], key))
+            margin, _ = noise(found, name, "quickstart", key)
+            if margin is None or diff < -margin:
+                lower.append(METRICS[key] if margin is not None else f"{METRICS[key]} (not judged)")
+        minutes = [statistics.mean(r["wall_seconds"] for r in found[row]) / 60 for row in (name, "quickstart")]
+        judged = ("scores the same within two seed sds on every task" if not lower
+                  else f"scores lower on {', '.join(lower)}")
+        lines.append(f"A cheaper quickstart, {name} ({change}; {len(found[name])} and {len(found['quickstart'])} "
+                     f"seeds): {minutes[0]:.1f} min a run against {minutes[1]:.1f} ({minutes[0] / minutes[1] - 1:+.0%});"
+                     f" {judged}: " + "; ".join(parts) + ".")
+    return "\n\n".join(lines)
+
+
 SEED_SD = "the composite's sd pooled over the mtbert rows with 2+ seeds"
 
 
@@ -286,7 +312,7 @@ def report(found: dict) -> str:
     found, stale = without_stale(found)
     claims = "\n".join(claim_line(found, claim) for claim in CLAIMS)
     return "\n\n".join([table(found, stale), against_reference(found), against_former_recipe(found),
-                        "Each report's main claims, here:", claims, recipe_decision(found)])
+                        cheaper_recipes(found), "Each report's main claims, here:", claims, recipe_decision(found)])
 
 
 def write_section(path: Path, text: str) -> None:

@@ -133,3 +133,13 @@ def test_later_seeds_at_rates_seed_0_no_longer_chooses_stay_out_of_the_mean():
     row = study_report.report({"hf-reference": grid}).splitlines()[2]
     assert "| hf-reference | 2 | 0.705 ± 0.007 |" in row and "seed(s) 1 left out" in row
     assert study_report.without_stale({"quickstart": records(0.7, 0.8)})[1] == {}  # no learning_rates: nothing to judge
+
+
+def test_a_cheaper_quickstart_is_judged_on_scoring_the_same_and_on_its_time():
+    found = {"quickstart": records(0.750, 0.752, 0.754)}
+    assert "quickstart-frozen-embeddings (the embedding layer fixed): not run yet" in study_report.cheaper_recipes(found)
+    found["quickstart-frozen-embeddings"] = records(0.749, 0.751, 0.753, minutes=8.0)
+    text = study_report.cheaper_recipes(found)
+    assert "8.0 min a run against 10.0 (-20%)" in text and "scores the same within two seed sds on every task" in text
+    found["quickstart-frozen-embeddings"] = records(0.730, 0.732, 0.734, minutes=8.0)
+    assert "scores lower on SST, Quora, STS, composite" in study_report.cheaper_recipes(found)
