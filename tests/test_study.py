@@ -80,15 +80,15 @@ def test_the_reference_and_the_final_stage_run_as_rows(tmp_path, tiny_checkpoint
     assert shown and "the stage alone" in shown[0]  # its time is not the whole system's
 
 
-def test_the_rows_named_as_the_quickstart_train_its_config():
-    """study_report.SAME_AS_QUICKSTART keeps such rows out of the recipe decision: they must stay the same
-    config (all but the name and how best/ is saved)."""
+def test_twin_rows_train_their_twins_config():
+    """study_report.TWINS names rows that train another row's config (a twin of the quickstart is kept out
+    of the recipe decision): they must stay the same config (all but the name and how best/ is saved)."""
     import dataclasses
 
     sys.path.insert(0, str(REPO / "benchmarks"))
     from mtbert.config import load_config
     from study import RECIPES, ROWS
-    from study_report import FORMER_RECIPE, SAME_AS_QUICKSTART
+    from study_report import FORMER_RECIPE, TRAINED_EMBEDDINGS, TWINS
 
     def config(name: str) -> dict:
         row = ROWS[name]
@@ -97,10 +97,13 @@ def test_the_rows_named_as_the_quickstart_train_its_config():
         values["model"].pop("save")
         return values
 
-    assert FORMER_RECIPE in ROWS
-    for name in SAME_AS_QUICKSTART:
-        assert config(name) == config("quickstart"), name
+    assert FORMER_RECIPE in ROWS and TRAINED_EMBEDDINGS in ROWS
+    for name, twin in TWINS.items():
+        assert config(name) == config(twin), name
     assert config(FORMER_RECIPE) != config("quickstart")
+    trained, quickstart = config(TRAINED_EMBEDDINGS), config("quickstart")
+    assert (trained["model"].pop("freeze"), quickstart["model"].pop("freeze")) == ("none", "embeddings")
+    assert trained == quickstart  # the embedding layer is all that differs
 
 
 def test_the_plan_estimates_a_row_from_the_rate_its_unfinished_run_logged(tmp_path):
