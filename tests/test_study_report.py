@@ -35,7 +35,9 @@ def test_a_claim_uses_pooled_noise_and_names_its_numbers():
     line = claim_line(found, Claim("9", "a beats b", "a", "b"))
     assert "**holds**" in line and "0.810 (a) vs 0.710 (b), +0.100 (2 sd = 0.020, pooled sd of both rows)" in line
     close = claim_line({"a": records(0.80, 0.81, 0.82), "b": records(0.805)}, Claim("9", "t", "a", "b", expect="close"))
-    assert "**holds**" in close and "sd of a" in close
+    assert "**holds**" in close and "(close: within 0.020, the larger of 0.01 and 2 sd = 0.020, sd of a)" in close
+    floor = claim_line({"a": records(0.750, 0.751, 0.752), "b": records(0.758)}, Claim("9", "t", "a", "b", expect="close"))
+    assert "**holds**" in floor and "-0.007 (close: within 0.010, the larger of 0.01 and 2 sd = 0.002, sd of a)" in floor
     missing = claim_line(found, Claim("9", "t", "a", "c"))
     assert "not run yet (c)" in missing
 
