@@ -47,3 +47,19 @@ def test_the_default_token_cap_is_the_devices(tiny_checkpoint, data_dir):
     assert len(sorted_batches(features.lengths, 128, 1024)) > len(sorted_batches(features.lengths, 128))
     default = predict_features(model, features, 128, precision)
     assert torch.equal(default.outputs, predict_features(model, features, 128, precision, 1024).outputs)
+
+
+def test_one_evaluation_pass_casts_each_weight_once(tiny_checkpoint, data_dir):
+    """bf16 autocast keeps a weight's cast copy until its region ends: the evaluator holds one region over
+    all of a pass's batches, so a projection weight is cast once, not once per batch."""
+    torch.manual_seed(0)
+    model = MultitaskModel(BertModel.from_pretrained(tiny_checkpoint), BertTokenizer.from_pretrained(tiny_checkpoint),
+                           [TASKS["sst"]], max_length=64).eval()
+    features = labelled_split(load_task_splits(model, data_dir, limit=120, splits=("dev",)), "dev")["sst"]
+    assert len(sorted_batches(features.lengths, 128, 256)) >= 3
+    weight_shape = list(model.encoder.layers[0].attention.qkv.weight.shape)
+    with torch.profiler.profile(record_shapes=True) as profile:
+        predict_features(model, features, 128, resolve_precision("bf16", torch.device("cpu")), max_tokens=256)
+    weight_casts = [e for e in profile.events() if e.name == "aten::_to_copy" and e.input_shapes
+                    and e.input_shapes[0] == weight_shape]
+    assert len(weight_casts) == len(model.encoder.layers)  # one per layer's qkv weight, for the whole pass

@@ -44,19 +44,23 @@ def batched_outputs(model: MultitaskModel, features: TaskFeatures, batch_size: i
                     progress: Optional[bool] = None) -> torch.Tensor:
     """``forward(batch)`` for every example, in example order (fp32, on the CPU), over length-sorted
     batches capped in padded tokens. The batches' outputs stay on the device until the end: one copy
-    back, not one wait per batch. ``progress``: a bar per task (None: only on a terminal)."""
+    back, not one wait per batch. ``progress``: a bar per task (None: only on a terminal).
+
+    One autocast region spans all the batches: autocast keeps its low-precision copy of each trainable
+    weight until the region ends, so the weights are cast once per pass instead of once per batch (for
+    MiniLM in bf16, ~11M weights re-cast for every batch of at most 1,024 tokens)."""
     model.eval()
     if max_tokens is None:
         max_tokens = default_eval_max_tokens(precision.device)
     order: list[int] = []
     results = []
     batches = sorted_batches(features.lengths, batch_size, max_tokens)
-    for indices in tqdm(batches, desc=features.spec.name, unit="batch", leave=False, dynamic_ncols=True,
-                        disable=(None if progress is None else not progress)):
-        batch = collate(features, indices, model.tokenizer.pad_token_id).to(precision.device)
-        with precision.autocast():
+    with precision.autocast():
+        for indices in tqdm(batches, desc=features.spec.name, unit="batch", leave=False, dynamic_ncols=True,
+                            disable=(None if progress is None else not progress)):
+            batch = collate(features, indices, model.tokenizer.pad_token_id).to(precision.device)
             results.append(forward(batch).float())
-        order.extend(indices)
+            order.extend(indices)
     if not results:
         return torch.empty(0)
     stacked = torch.cat(results).cpu()
