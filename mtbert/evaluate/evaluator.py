@@ -30,10 +30,11 @@ class TaskPredictions:
 def default_eval_max_tokens(device: torch.device) -> int:
     """The padded-token cap of an evaluation batch when ``train.eval_max_tokens`` is null.
 
-    CPU: 1,024, the fastest of 1,024/2,048/4,096/no cap for MiniLM on SST and STS dev on the 2-core CPU
-    in a one-off timing (3,263 real tok/s at 3.0% padding against 2,871 at 12.5% uncapped on SST): a CPU
-    pays for every padded token. GPU: no cap; there each batch costs a fixed launch overhead that small
-    batches cannot hide (benchmarks/throughput.py on an H100: README, Speed).
+    CPU: 1,024: a CPU pays for every padded token. In fp32 it was the fastest of 1,024/2,048/4,096/no cap
+    for MiniLM on SST and STS dev (a one-off timing: 3,263 real tok/s at 3.0% padding against 2,871 at
+    12.5% uncapped on SST); in bf16, ``benchmarks/eval_speed.py`` over the three dev sets put 2,048 within
+    5% of it and larger caps behind (docs/speed.md). GPU: no cap; there each batch costs a fixed launch
+    overhead that small batches cannot hide (benchmarks/throughput.py on an H100: README, Speed).
     """
     return 0 if device.type == "cuda" else 1024
 
