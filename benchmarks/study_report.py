@@ -20,8 +20,9 @@ from common import markdown_table
 
 METRICS = {"sst_acc": "SST", "quora_acc": "Quora", "sts_pearson": "STS", "composite": "composite"}
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
-# How near "close" is, at least: a composite 0.01 apart is what report 001 itself calls close, and with
-# little seed spread two sds alone would make "close" mean "equal to the third digit".
+# How near "close" is, at least: a judgement, said in every "close" line. With little seed spread two sds
+# alone would make "close" mean "equal to the third digit"; 0.01 of composite is about what this study's
+# single changes of a recipe move it by.
 CLOSE = 0.01
 # The row that holds the recipe the quickstart replaced when the study chose report 004's system, and the
 # row of that system with the embedding layer trained, which the quickstart replaced because it scores the
