@@ -45,9 +45,14 @@ def main() -> None:
     precision = resolve_precision(args.precision, device)
     data = load_task_splits(model, resolve_data_dir(None, model.data_dir), args.limit, splits=("dev",))
     dev = labelled_split(data, "dev")
-    # A task whose pair order is not fixed is predicted over its pairs as given and swapped: two passes.
-    passes = {task: 2 if model.pair_order(task) == "both" else 1 for task in dev}
-    real = sum(passes[task] * int(sum(f.lengths)) for task, f in dev.items())
+    # Every pass's lengths in one list, each task's from its offset; a task whose pair order is not fixed is
+    # predicted over its pairs as given and swapped: two passes.
+    lengths, spans = [], []
+    for task, features in dev.items():
+        for _ in range(2 if model.pair_order(task) == "both" else 1):
+            spans.append((len(lengths), features))
+            lengths += features.lengths
+    real = sum(lengths)
 
     def run(cap: int) -> dict:
         return evaluate_split(model, dev, args.batch_size, precision, cap, progress=False)[0]
@@ -62,12 +67,8 @@ def main() -> None:
 
     rows, records = [], []
     for cap in caps:
-        lengths, batches = [], []  # every task's batches over one list of lengths
-        for task, features in dev.items():
-            for _ in range(passes[task]):
-                batches += [[len(lengths) + i for i in b]
-                            for b in sorted_batches(features.lengths, args.batch_size, cap)]
-                lengths += features.lengths
+        batches = [[offset + i for i in b] for offset, features in spans
+                   for b in sorted_batches(features.lengths, args.batch_size, cap)]
         median = statistics.median(seconds[cap])
         record = {"cap": cap, "seconds": seconds[cap], "median_seconds": median, "real_tokens": real,
                   "padding": padding_share(lengths, batches), "batches": len(batches), "metrics": metrics[cap]}
