@@ -295,13 +295,29 @@ def measured_rate(rows: list[str], root: Path, runs: Path) -> float | None:
     return sum(rates) / len(rates) if rates else None
 
 
+def measured_tokens_per_epoch(rows: list[str], root: Path) -> float | None:
+    """Real training tokens an epoch took in these rows' finished records (rate x training time / epochs),
+    the largest: an ablation that drops data (no augmentation, another schedule) is overestimated, never
+    under. None where none of them has finished."""
+    epochs = [r["train_tokens_per_second"] * r["train_seconds"] / max(m["epoch"] for m in r["dev_per_evaluation"])
+              for records in load(root, rows).values() for r in records
+              if not r["smoke"] and r["runner"] == "mtbert" and r["dev_per_evaluation"]]
+    return max(epochs) if epochs else None
+
+
+def uses_smart(name: str) -> bool:
+    """Rows whose training adds SMART's adversarial term (the cost the plan scales by)."""
+    return ("000" in name and "no-smart" not in name) or name == "004-smart"
+
+
 def estimate_hours(name: str, row: Row, seed: int, root: Path, runs: Path) -> float:
     """A seed of a row that has run before costs what it cost (seed 0 of a learning-rate grid aside).
-    Otherwise rough, epochs as the row sets them: the training rate measured here for the same recipe
-    and variants (an unfinished run's log counts); else, for an ablation without SMART, its system's
-    rate (heads and step mode set most of the cost: 003's PCGrad and per-task layers run at a quarter
-    of the quickstart's rate); else the quickstart's rate times SMART's measured step cost on the share
-    of batches it regularises."""
+    Otherwise rough, epochs as the row sets them, each epoch the tokens measured for the same recipe's
+    rows (else 813,783, and 1.3x that for 003's augmented data), at a rate: the training rate measured
+    here for the same recipe and variants (an unfinished run's log counts); else, for an ablation without
+    SMART, its system's rate (heads and step mode set most of the cost: 003's PCGrad and per-task layers
+    run at a quarter of the quickstart's rate); else, for a SMART row, the rate of the same recipe without
+    SMART (or the quickstart's) divided by SMART's measured step cost."""
     done = [r for r in load(root, [name]).get(name, []) if not r["smoke"] and (seed == 0 or not tried_a_grid(r))]
     if row.runner == "transformers" and seed == 0 and done:  # a grid to widen: one run per new rate
         return sum(statistics.mean(r["seconds"] for r in results) for results in done[0]["tried"].values()
@@ -321,8 +337,12 @@ def estimate_hours(name: str, row: Row, seed: int, root: Path, runs: Path) -> fl
     smart = RESULTS / "smart_cost.json"
     ratio = json.loads(smart.read_text())["cost"]["ratio"] if smart.exists() else 6.0
     factor = 1.0
-    if ("000" in name and "no-smart" not in name) or name == "004-smart":
+    if uses_smart(name):
         factor = ratio
+        # the same recipe without SMART: the system for 004-smart, the no-SMART ablation for 000
+        plain = [n for n in twins if not uses_smart(n)
+                 and set(ROWS[n].variants) - {"no-smart"} <= set(row.variants) - {"smart"}]
+        rate = measured_rate(plain, root, runs) or rate
     if name.startswith("002"):
         factor = 1 + 0.49 * (ratio - 1)  # SMART on Quora's batches alone, 49% of the training pairs
     if row.runner == "transformers":
@@ -336,6 +356,8 @@ def estimate_hours(name: str, row: Row, seed: int, root: Path, runs: Path) -> fl
         systems = [n for n in twins if set(ROWS[n].variants) < set(row.variants)]
         rate = measured_rate(systems, root, runs) or rate
     tokens_per_epoch = 813_783 * (1.3 if name.startswith("003") and "no-augmentation" not in name else 1.0)
+    if row.runner == "mtbert":
+        tokens_per_epoch = measured_tokens_per_epoch(twins, root) or tokens_per_epoch
     return epochs * tokens_per_epoch / rate * factor / 3600 + 0.05  # + evaluation and predictions
 
 

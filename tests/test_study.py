@@ -122,8 +122,33 @@ def test_the_plan_estimates_a_row_from_the_rate_its_unfinished_run_logged(tmp_pa
     assert guess < hours / 3  # before: the quickstart's rate, four times too fast for PCGrad's three backward passes
     smart = plan.estimate_hours("004-smart", plan.ROWS["004-smart"], 0, root, runs)
     (runs / "004-system" / "seed0").mkdir(parents=True)
-    (runs / "004-system" / "seed0" / "train.log").write_text("step 9/9 epoch 1: mean loss 1.0, 99999 tokens/s\n")
-    assert plan.estimate_hours("004-smart", plan.ROWS["004-smart"], 0, root, runs) == smart  # SMART keeps its guess
+    (runs / "004-system" / "seed0" / "train.log").write_text("step 9/9 epoch 1: mean loss 1.0, 9000 tokens/s\n")
+    ratio = json.loads((REPO / "benchmarks" / "results" / "smart_cost.json").read_text())["cost"]["ratio"]
+    with_smart = 3 * 813_783 / 9000 * ratio / 3600 + 0.05  # the system without SMART, times SMART's step cost
+    assert smart != with_smart
+    assert plan.estimate_hours("004-smart", plan.ROWS["004-smart"], 0, root, runs) == pytest.approx(with_smart)
+
+
+def test_the_plan_counts_the_tokens_an_epoch_of_the_same_recipe_took(tmp_path):
+    """003's augmented epoch was 1.66x the plain data's, not the 1.3x guessed before it ran; 000's cycled
+    schedule 1.48x. An unfinished row takes the largest epoch its recipe's finished rows measured."""
+    import study as plan
+
+    def record(name, tokens_per_second, seconds, epochs):
+        path = tmp_path / name / "seed0" / "record.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"smoke": False, "runner": "mtbert", "wall_seconds": seconds + 60,
+                                    "train_tokens_per_second": tokens_per_second, "train_seconds": seconds,
+                                    "dev_per_evaluation": [{"epoch": e} for e in range(1, epochs + 1)]}))
+
+    record("003-system", 900.0, 4500.0, 3)  # 1.35M tokens an epoch
+    record("003-no-augmentation", 1000.0, 2700.0, 3)  # 0.9M
+    guess = plan.estimate_hours("003-no-pcgrad", plan.ROWS["003-no-pcgrad"], 0, tmp_path, tmp_path / "runs")
+    assert guess == pytest.approx(3 * 1_350_000 / 900 / 3600 + 0.05)  # the system's tokens at the system's rate
+    record("000-no-smart", 5000.0, 720.0, 3)  # 1.2M tokens an epoch
+    ratio = json.loads((REPO / "benchmarks" / "results" / "smart_cost.json").read_text())["cost"]["ratio"]
+    guess = plan.estimate_hours("000-system", plan.ROWS["000-system"], 0, tmp_path, tmp_path / "runs")
+    assert guess == pytest.approx(3 * 1_200_000 / 5000 * ratio / 3600 + 0.05)
 
 
 def test_a_resumed_runs_time_counts_its_earlier_sittings(tmp_path):
