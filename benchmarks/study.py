@@ -296,13 +296,19 @@ def measured_rate(rows: list[str], root: Path, runs: Path) -> float | None:
 
 
 def measured_tokens_per_epoch(rows: list[str], root: Path) -> float | None:
-    """Real training tokens an epoch took in these rows' finished records (rate x training time / epochs),
+    """Real training tokens an epoch took in these (mtbert) rows' finished records (rate x training time / epochs),
     the largest: an ablation that drops data (no augmentation, another schedule) is overestimated, never
     under. None where none of them has finished."""
     epochs = [r["train_tokens_per_second"] * r["train_seconds"] / max(m["epoch"] for m in r["dev_per_evaluation"])
               for records in load(root, rows).values() for r in records
-              if not r["smoke"] and r["runner"] == "mtbert" and r["dev_per_evaluation"]]
+              if not r["smoke"] and r["dev_per_evaluation"]]
     return max(epochs) if epochs else None
+
+
+def smart_step_cost() -> float:
+    """A SMART step's time over a plain one's (`benchmarks/smart.py --name smart_cost`; 6.0 before it has run)."""
+    record = RESULTS / "smart_cost.json"
+    return json.loads(record.read_text())["cost"]["ratio"] if record.exists() else 6.0
 
 
 def uses_smart(name: str) -> bool:
@@ -334,8 +340,7 @@ def estimate_hours(name: str, row: Row, seed: int, root: Path, runs: Path) -> fl
     for item in row.overrides:
         if item.startswith("train.epochs="):
             epochs = int(item.split("=")[1])
-    smart = RESULTS / "smart_cost.json"
-    ratio = json.loads(smart.read_text())["cost"]["ratio"] if smart.exists() else 6.0
+    ratio = smart_step_cost()
     factor = 1.0
     if uses_smart(name):
         factor = ratio

@@ -123,7 +123,7 @@ def test_the_plan_estimates_a_row_from_the_rate_its_unfinished_run_logged(tmp_pa
     smart = plan.estimate_hours("004-smart", plan.ROWS["004-smart"], 0, root, runs)
     (runs / "004-system" / "seed0").mkdir(parents=True)
     (runs / "004-system" / "seed0" / "train.log").write_text("step 9/9 epoch 1: mean loss 1.0, 9000 tokens/s\n")
-    ratio = json.loads((REPO / "benchmarks" / "results" / "smart_cost.json").read_text())["cost"]["ratio"]
+    ratio = plan.smart_step_cost()
     with_smart = 3 * 813_783 / 9000 * ratio / 3600 + 0.05  # the system without SMART, times SMART's step cost
     assert smart != with_smart
     assert plan.estimate_hours("004-smart", plan.ROWS["004-smart"], 0, root, runs) == pytest.approx(with_smart)
@@ -146,7 +146,7 @@ def test_the_plan_counts_the_tokens_an_epoch_of_the_same_recipe_took(tmp_path):
     guess = plan.estimate_hours("003-no-pcgrad", plan.ROWS["003-no-pcgrad"], 0, tmp_path, tmp_path / "runs")
     assert guess == pytest.approx(3 * 1_350_000 / 900 / 3600 + 0.05)  # the system's tokens at the system's rate
     record("000-no-smart", 5000.0, 720.0, 3)  # 1.2M tokens an epoch
-    ratio = json.loads((REPO / "benchmarks" / "results" / "smart_cost.json").read_text())["cost"]["ratio"]
+    ratio = plan.smart_step_cost()
     guess = plan.estimate_hours("000-system", plan.ROWS["000-system"], 0, tmp_path, tmp_path / "runs")
     assert guess == pytest.approx(3 * 1_200_000 / 5000 * ratio / 3600 + 0.05)
 
