@@ -151,6 +151,27 @@ def test_the_plan_counts_the_tokens_an_epoch_of_the_same_recipe_took(tmp_path):
     assert guess == pytest.approx(3 * 1_200_000 / 5000 * ratio / 3600 + 0.05)
 
 
+def test_the_plan_prices_smart_at_the_cost_its_own_rows_measured(tmp_path):
+    """A SMART row that has run (here 000-system's log, 400 against its twin's 5,000 tokens/s) sets
+    SMART's cost for the rows that have not (004-smart): 12.5x, not the step-cost benchmark's guess."""
+    import study as plan
+
+    root, runs = tmp_path / "records", tmp_path / "runs"
+    assert plan.smart_cost(root, runs) == plan.smart_step_cost()  # nothing has run: the benchmark's ratio
+    record = root / "000-no-smart" / "seed0" / "record.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"smoke": False, "runner": "mtbert", "train_tokens_per_second": 5000.0,
+                                  "train_seconds": 720.0, "wall_seconds": 780.0, "dev_per_evaluation": []}))
+    assert plan.smart_cost(root, runs) == plan.smart_step_cost()  # a plain twin alone measures nothing
+    for name, rate in (("000-system", 400), ("004-system", 9000)):
+        (runs / name / "seed0").mkdir(parents=True)
+        (runs / name / "seed0" / "train.log").write_text(f"step 100/1320 epoch 1: mean loss 8.2, {rate} tokens/s\n")
+    assert plan.smart_cost(root, runs) == pytest.approx(12.5)
+    assert plan.plain_twins("004-smart", plan.ROWS["004-smart"]) == ["004-system"]
+    guess = plan.estimate_hours("004-smart", plan.ROWS["004-smart"], 0, root, runs)
+    assert guess == pytest.approx(3 * 813_783 / 9000 * 12.5 / 3600 + 0.05)
+
+
 def test_a_resumed_runs_time_counts_its_earlier_sittings(tmp_path):
     sys.path.insert(0, str(REPO / "benchmarks"))
     import study as plan
