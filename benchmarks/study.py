@@ -316,7 +316,7 @@ def uses_smart(name: str) -> bool:
     return ("000" in name and "no-smart" not in name) or name == "004-smart"
 
 
-def plain_twins(name: str, row: Row) -> list[str]:
+def plain_twins(row: Row) -> list[str]:
     """The same recipe without SMART: the system for 004-smart, the no-SMART ablation for 000's rows."""
     return [n for n, r in ROWS.items() if r.recipe == row.recipe and r.runner == "mtbert" and not uses_smart(n)
             and set(r.variants) - {"no-smart"} <= set(row.variants) - {"smart"}]
@@ -331,7 +331,7 @@ def smart_cost(root: Path, runs: Path) -> float:
     ratios = []
     for name, row in ROWS.items():
         if uses_smart(name) and row.runner == "mtbert":
-            own, plain = measured_rate([name], root, runs), measured_rate(plain_twins(name, row), root, runs)
+            own, plain = measured_rate([name], root, runs), measured_rate(plain_twins(row), root, runs)
             if own and plain:
                 ratios.append(plain / own)
     return sum(ratios) / len(ratios) if ratios else smart_step_cost()
@@ -361,13 +361,12 @@ def estimate_hours(name: str, row: Row, seed: int, root: Path, runs: Path) -> fl
     for item in row.overrides:
         if item.startswith("train.epochs="):
             epochs = int(item.split("=")[1])
-    ratio = smart_cost(root, runs)
     factor = 1.0
     if uses_smart(name):
-        factor = ratio
-        rate = measured_rate(plain_twins(name, row), root, runs) or rate
+        factor = smart_cost(root, runs)
+        rate = measured_rate(plain_twins(row), root, runs) or rate
     if name.startswith("002"):
-        factor = 1 + 0.49 * (ratio - 1)  # SMART on Quora's batches alone, 49% of the training pairs
+        factor = 1 + 0.49 * (smart_cost(root, runs) - 1)  # SMART on Quora's batches alone, 49% of the training pairs
     if row.runner == "transformers":
         factor = 1.3 * (3 if seed == 0 else 1)  # ~1.3x slower here (encoder_speed); seed 0 tries three rates
     if row.runner == "final-stage":

@@ -167,7 +167,7 @@ def test_the_plan_prices_smart_at_the_cost_its_own_rows_measured(tmp_path):
         (runs / name / "seed0").mkdir(parents=True)
         (runs / name / "seed0" / "train.log").write_text(f"step 100/1320 epoch 1: mean loss 8.2, {rate} tokens/s\n")
     assert plan.smart_cost(root, runs) == pytest.approx(12.5)
-    assert plan.plain_twins("004-smart", plan.ROWS["004-smart"]) == ["004-system"]
+    assert plan.plain_twins(plan.ROWS["004-smart"]) == ["004-system"]
     guess = plan.estimate_hours("004-smart", plan.ROWS["004-smart"], 0, root, runs)
     assert guess == pytest.approx(3 * 813_783 / 9000 * 12.5 / 3600 + 0.05)
 
