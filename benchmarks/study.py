@@ -295,6 +295,25 @@ def measured_rate(rows: list[str], root: Path, runs: Path) -> float | None:
     return sum(rates) / len(rates) if rates else None
 
 
+CHECKPOINTED_STEP = re.compile(r"(?:stopped at|resumed .+ at) step (\d+)")
+TOTAL_STEPS = re.compile(r"step \d+/(\d+) epoch")
+
+
+def share_left(run_dir: Path) -> float:
+    """The share of an unfinished run's steps still to train: 1 - the step its checkpoint holds (the last
+    "stopped at step N" or "resumed ... at step N" its log says) over the run's steps. 1.0 where it has
+    no checkpoint or its log names neither (a run killed hard resumes from an epoch's end the log does
+    not name; the plan then counts it whole, never short)."""
+    log = run_dir / "train.log"
+    if not (run_dir / "checkpoint.pt").exists() or not log.exists():
+        return 1.0
+    text = log.read_text(encoding="utf-8")
+    steps, totals = CHECKPOINTED_STEP.findall(text), TOTAL_STEPS.findall(text)
+    if not steps or not totals:
+        return 1.0
+    return max(0.0, 1 - int(steps[-1]) / int(totals[-1]))
+
+
 def measured_tokens_per_epoch(rows: list[str], root: Path) -> float | None:
     """Real training tokens an epoch took in these (mtbert) rows' finished records (rate x training time / epochs),
     the largest: an ablation that drops data (no augmentation, another schedule) is overestimated, never
@@ -344,7 +363,8 @@ def estimate_hours(name: str, row: Row, seed: int, root: Path, runs: Path) -> fl
     here for the same recipe and variants (an unfinished run's log counts); else, for an ablation without
     SMART, its system's rate (heads and step mode set most of the cost: 003's PCGrad and per-task layers
     run at a quarter of the quickstart's rate); else, for a SMART row, the rate of the same recipe without
-    SMART (or the quickstart's) divided by SMART's step cost (`smart_cost`)."""
+    SMART (or the quickstart's) divided by SMART's step cost (`smart_cost`). A half-done run counts only
+    the share of its steps it has left (`share_left`)."""
     done = [r for r in load(root, [name]).get(name, []) if not r["smoke"] and (seed == 0 or not tried_a_grid(r))]
     if row.runner == "transformers" and seed == 0 and done:  # a grid to widen: one run per new rate
         return sum(statistics.mean(r["seconds"] for r in results) for results in done[0]["tried"].values()
@@ -380,7 +400,8 @@ def estimate_hours(name: str, row: Row, seed: int, root: Path, runs: Path) -> fl
     tokens_per_epoch = 813_783 * (1.3 if name.startswith("003") and "no-augmentation" not in name else 1.0)
     if row.runner == "mtbert":
         tokens_per_epoch = measured_tokens_per_epoch(twins, root) or tokens_per_epoch
-    return epochs * tokens_per_epoch / rate * factor / 3600 + 0.05  # + evaluation and predictions
+    left = share_left(run_paths(root, runs, name, seed)[1]) if row.runner == "mtbert" else 1.0
+    return epochs * tokens_per_epoch / rate * factor * left / 3600 + 0.05  # + evaluation and predictions
 
 
 def plan(only: list[str], seeds: int | None, root: Path) -> list[tuple[str, int]]:

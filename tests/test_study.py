@@ -172,6 +172,27 @@ def test_the_plan_prices_smart_at_the_cost_its_own_rows_measured(tmp_path):
     assert guess == pytest.approx(3 * 813_783 / 9000 * 12.5 / 3600 + 0.05)
 
 
+def test_the_plan_counts_only_the_steps_a_half_done_run_has_left(tmp_path):
+    """000-system stopped at step 660 of 1,320 has half its time left, not all of it; a log without a
+    checkpoint beside it (a run that never saved) counts whole."""
+    import study as plan
+
+    root, runs = tmp_path / "records", tmp_path / "runs"
+    run = runs / "000-system" / "seed0"
+    run.mkdir(parents=True)
+    (run / "train.log").write_text(
+        "2026-12-06 13:38:09,170 INFO step 600/1320 epoch 2: mean loss 3.4993, 400 tokens/s\n"
+        "2026-12-06 13:45:08,803 INFO stopped at step 660; continue with: mtbert train --resume runs/a b\n")
+    assert plan.share_left(run) == 1.0  # no checkpoint: it starts over
+    (run / "checkpoint.pt").write_bytes(b"")
+    assert plan.share_left(run) == pytest.approx(0.5)
+    with (run / "train.log").open("a") as log:
+        log.write("2026-12-06 14:19:18,672 INFO resumed runs/a b at step 990 (epoch 2, batch 110)\n")
+    assert plan.share_left(run) == pytest.approx(0.25)
+    left = plan.estimate_hours("000-system", plan.ROWS["000-system"], 0, root, runs)
+    assert left == pytest.approx(3 * 813_783 / 400 * 0.25 / 3600 + 0.05)  # at the run's own logged rate
+
+
 def test_a_resumed_runs_time_counts_its_earlier_sittings(tmp_path):
     sys.path.insert(0, str(REPO / "benchmarks"))
     import study as plan
