@@ -297,6 +297,8 @@ def measured_rate(rows: list[str], root: Path, runs: Path) -> float | None:
 
 CHECKPOINTED_STEP = re.compile(r"(?:stopped at|resumed .+ at) step (\d+)")
 TOTAL_STEPS = re.compile(r"step \d+/(\d+) epoch")
+EPOCH_STEPS = re.compile(r"epoch \d+ \(\S+ schedule\): (\d+) steps")
+EPOCHS = re.compile(r"^  epochs: (\d+)$", re.MULTILINE)
 
 
 def share_left(run_dir: Path) -> float:
@@ -308,10 +310,14 @@ def share_left(run_dir: Path) -> float:
     if not (run_dir / "checkpoint.pt").exists() or not log.exists():
         return 1.0
     text = log.read_text(encoding="utf-8")
-    steps, totals = CHECKPOINTED_STEP.findall(text), TOTAL_STEPS.findall(text)
+    steps, totals = CHECKPOINTED_STEP.findall(text), [int(n) for n in TOTAL_STEPS.findall(text)]
+    config = run_dir / "config.yaml"  # before its first progress line: an epoch's steps x the run's epochs
+    epochs = EPOCHS.findall(config.read_text(encoding="utf-8")) if config.exists() else []
+    if not totals and epochs and EPOCH_STEPS.findall(text):
+        totals = [int(EPOCH_STEPS.findall(text)[-1]) * int(epochs[0])]
     if not steps or not totals:
         return 1.0
-    return max(0.0, 1 - int(steps[-1]) / int(totals[-1]))
+    return max(0.0, 1 - int(steps[-1]) / totals[-1])
 
 
 def measured_tokens_per_epoch(rows: list[str], root: Path) -> float | None:
@@ -369,8 +375,9 @@ def estimate_hours(name: str, row: Row, seed: int, root: Path, runs: Path) -> fl
     if row.runner == "transformers" and seed == 0 and done:  # a grid to widen: one run per new rate
         return sum(statistics.mean(r["seconds"] for r in results) for results in done[0]["tried"].values()
                    if next_rates(results)) / 3600 + 0.05
+    left = share_left(run_paths(root, runs, name, seed)[1]) if row.runner == "mtbert" else 1.0
     if done:
-        return sum(r["wall_seconds"] for r in done) / len(done) / 3600
+        return sum(r["wall_seconds"] for r in done) / len(done) * left / 3600
     rate = 3886.0  # real tokens/s of the quickstart here (benchmarks/results/quickstart_epyc_bf16.json)
     record = RESULTS / "quickstart_epyc_bf16.json"
     if record.exists():
@@ -400,7 +407,6 @@ def estimate_hours(name: str, row: Row, seed: int, root: Path, runs: Path) -> fl
     tokens_per_epoch = 813_783 * (1.3 if name.startswith("003") and "no-augmentation" not in name else 1.0)
     if row.runner == "mtbert":
         tokens_per_epoch = measured_tokens_per_epoch(twins, root) or tokens_per_epoch
-    left = share_left(run_paths(root, runs, name, seed)[1]) if row.runner == "mtbert" else 1.0
     return epochs * tokens_per_epoch / rate * factor * left / 3600 + 0.05  # + evaluation and predictions
 
 

@@ -191,6 +191,18 @@ def test_the_plan_counts_only_the_steps_a_half_done_run_has_left(tmp_path):
     assert plan.share_left(run) == pytest.approx(0.25)
     left = plan.estimate_hours("000-system", plan.ROWS["000-system"], 0, root, runs)
     assert left == pytest.approx(3 * 813_783 / 400 * 0.25 / 3600 + 0.05)  # at the run's own logged rate
+    early = runs / "000-system" / "seed2"  # stopped before its first progress line: the epoch line and config
+    early.mkdir(parents=True)
+    (early / "checkpoint.pt").write_bytes(b"")
+    (early / "config.yaml").write_text("train:\n  epochs: 3\n  pretrain_epochs: 0\n")
+    (early / "train.log").write_text("2026-12-06 15:08:55,793 INFO epoch 1 (cycled schedule): 440 steps; examples\n"
+                                     "2026-12-06 15:14:37,415 INFO stopped at step 66; continue with: mtbert train\n")
+    assert plan.share_left(early) == pytest.approx(1 - 66 / 1320)
+    record = root / "000-system" / "seed1" / "record.json"  # another seed finished: it costs what that took
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"smoke": False, "runner": "mtbert", "train_tokens_per_second": 450.0,
+                                  "train_seconds": 7000.0, "wall_seconds": 7200.0, "dev_per_evaluation": []}))
+    assert plan.estimate_hours("000-system", plan.ROWS["000-system"], 0, root, runs) == pytest.approx(0.5)
 
 
 def test_a_resumed_runs_time_counts_its_earlier_sittings(tmp_path):
