@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from common import REPO, RESULTS, markdown_table
 from lr_grid import grid_finished, next_rates
 from study_report import load, report, rows_needing_seeds, table, tried_a_grid, write_section
@@ -298,7 +300,18 @@ def measured_rate(rows: list[str], root: Path, runs: Path) -> float | None:
 CHECKPOINTED_STEP = re.compile(r"(?:stopped at|resumed .+ at) step (\d+)")
 TOTAL_STEPS = re.compile(r"step \d+/(\d+) epoch")
 EPOCH_STEPS = re.compile(r"epoch \d+ \(\S+ schedule\): (\d+) steps")
-EPOCHS = re.compile(r"^  epochs: (\d+)$", re.MULTILINE)
+
+
+def total_steps(run_dir: Path, log_text: str) -> int | None:
+    """A run's steps: its last progress line's total, else (stopped before the first one) its last epoch's
+    steps x the epochs of the config it saved. None where the log says neither."""
+    totals = TOTAL_STEPS.findall(log_text)
+    if totals:
+        return int(totals[-1])
+    per_epoch, config = EPOCH_STEPS.findall(log_text), run_dir / "config.yaml"
+    if not per_epoch or not config.exists():
+        return None
+    return int(per_epoch[-1]) * int(yaml.safe_load(config.read_text(encoding="utf-8"))["train"]["epochs"])
 
 
 def share_left(run_dir: Path) -> float:
@@ -310,14 +323,10 @@ def share_left(run_dir: Path) -> float:
     if not (run_dir / "checkpoint.pt").exists() or not log.exists():
         return 1.0
     text = log.read_text(encoding="utf-8")
-    steps, totals = CHECKPOINTED_STEP.findall(text), [int(n) for n in TOTAL_STEPS.findall(text)]
-    config = run_dir / "config.yaml"  # before its first progress line: an epoch's steps x the run's epochs
-    epochs = EPOCHS.findall(config.read_text(encoding="utf-8")) if config.exists() else []
-    if not totals and epochs and EPOCH_STEPS.findall(text):
-        totals = [int(EPOCH_STEPS.findall(text)[-1]) * int(epochs[0])]
-    if not steps or not totals:
+    steps, total = CHECKPOINTED_STEP.findall(text), total_steps(run_dir, text)
+    if not steps or not total:
         return 1.0
-    return max(0.0, 1 - int(steps[-1]) / totals[-1])
+    return max(0.0, 1 - int(steps[-1]) / total)
 
 
 def measured_tokens_per_epoch(rows: list[str], root: Path) -> float | None:
