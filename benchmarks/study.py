@@ -200,26 +200,45 @@ def code_version() -> str:
 LOG_LINE_TIME = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
 
 
+START_UP_SECONDS = 60.0
+
+
 def earlier_sittings_seconds(run_dir: Path) -> float:
     """Seconds the run's earlier sittings took, read from its train.log: each sitting from its first line
-    to its last, a new one starting at the trainer's "resumed" line. What an interrupted sitting did
-    after its last line (at most one log interval) is not counted."""
+    to its last, so that the hours between sittings do not count. A sitting ends at the trainer's "stopped
+    at step" line where it was interrupted gracefully; where it was killed hard, the next sitting's
+    "resumed" line marks the new one, which began at the start-up lines (data loading) logged just before
+    it, each within START_UP_SECONDS of the next. What a hard-killed sitting did after its last line (at
+    most one log interval) is not counted."""
     log = run_dir / "train.log"
     if not log.exists():
         return 0.0
-    total, first, last = 0.0, None, None
+    times: list[float] = []
+    starts, after_stop, opened_by_stop = [0], False, False
     for line in log.read_text(encoding="utf-8").splitlines():
         found = LOG_LINE_TIME.match(line)
         if not found:
             continue
-        moment = (datetime.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").timestamp()
-                  + int(found.group(2)) / 1000)
-        if " INFO resumed " in line and first is not None:
-            total += last - first
-            first = None
-        first = moment if first is None else first
-        last = moment
-    return total + (last - first if first is not None else 0.0)
+        times.append(datetime.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").timestamp()
+                     + int(found.group(2)) / 1000)
+        index = len(times) - 1
+        if after_stop:
+            starts.append(index)
+            after_stop, opened_by_stop = False, True
+        if " INFO stopped at step " in line:
+            after_stop = True
+        elif " INFO resumed " in line:
+            if not opened_by_stop:  # the sitting before was killed hard: walk back over this one's start-up
+                first = index
+                while first - 1 > starts[-1] and times[first] - times[first - 1] <= START_UP_SECONDS:
+                    first -= 1
+                if first > starts[-1]:
+                    starts.append(first)
+            opened_by_stop = False
+    if not times:
+        return 0.0
+    ends = [start - 1 for start in starts[1:]] + [len(times) - 1]
+    return sum(times[end] - times[start] for start, end in zip(starts, ends))
 
 
 def code_per_sitting(run_dir: Path, code: str, resume: bool) -> list[str]:

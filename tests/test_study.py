@@ -220,6 +220,29 @@ def test_a_resumed_runs_time_counts_its_earlier_sittings(tmp_path):
     assert plan.earlier_sittings_seconds(tmp_path) == pytest.approx(1586.636 + 600.5)
 
 
+def test_the_hours_between_sittings_do_not_count_though_a_sitting_logs_its_start_up_before_resuming(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import study as plan
+
+    (tmp_path / "train.log").write_text(
+        "2026-12-06 15:08:52,736 INFO sst train: ids-sst-train.csv: 8544 examples\n"
+        "2026-12-06 15:08:55,793 INFO epoch 1 (cycled schedule): 440 steps\n"
+        "2026-12-06 15:14:37,415 INFO stopped at step 66; continue with: mtbert train --resume runs/x\n"
+        # an hour and 44 minutes later, interrupted gracefully above: the next sitting loads its data first
+        "2026-12-06 16:58:44,248 INFO sst train: ids-sst-train.csv: 8544 examples\n"
+        "2026-12-06 16:58:48,163 INFO resumed runs/x at step 66 (epoch 0, batch 66)\n"
+        "2026-12-06 17:02:05,707 INFO step 100/1320 epoch 1: mean loss 8.6022, 500 tokens/s\n"
+        # killed hard after this line (no "stopped" line); the next sitting starts 20 minutes later
+        "2026-12-06 17:22:09,791 INFO sst train: ids-sst-train.csv: 8544 examples\n"
+        "2026-12-06 17:22:11,593 INFO sts test: sts-test-student.csv: 1725 examples\n"
+        "2026-12-06 17:22:13,377 INFO resumed runs/x at step 100 (epoch 0, batch 100)\n"
+        "2026-12-06 17:24:41,432 INFO step 200/1320 epoch 1: mean loss 7.0285, 518 tokens/s\n")
+    first = 5 * 60 + 44.679  # 15:08:52.736 to 15:14:37.415
+    second = 3 * 60 + 21.459  # 16:58:44.248 to 17:02:05.707
+    third = 2 * 60 + 31.641  # 17:22:09.791 to 17:24:41.432
+    assert plan.earlier_sittings_seconds(tmp_path) == pytest.approx(first + second + third)
+
+
 def test_a_resumed_run_names_the_code_of_every_sitting(tmp_path):
     sys.path.insert(0, str(REPO / "benchmarks"))
     import study as plan
