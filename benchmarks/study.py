@@ -214,7 +214,7 @@ def earlier_sittings_seconds(run_dir: Path) -> float:
     if not log.exists():
         return 0.0
     times: list[float] = []
-    starts, after_stop, opened_by_stop = [0], False, False
+    stops, starts = [], [0]  # indices into times: the "stopped at step" lines, each sitting's first line
     for line in log.read_text(encoding="utf-8").splitlines():
         found = LOG_LINE_TIME.match(line)
         if not found:
@@ -222,19 +222,17 @@ def earlier_sittings_seconds(run_dir: Path) -> float:
         times.append(datetime.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").timestamp()
                      + int(found.group(2)) / 1000)
         index = len(times) - 1
-        if after_stop:
-            starts.append(index)
-            after_stop, opened_by_stop = False, True
         if " INFO stopped at step " in line:
-            after_stop = True
+            stops.append(index)
         elif " INFO resumed " in line:
-            if not opened_by_stop:  # the sitting before was killed hard: walk back over this one's start-up
+            if stops and stops[-1] >= starts[-1]:  # stopped gracefully: this sitting began after that line
+                first = stops[-1] + 1
+            else:  # killed hard: walk back over this sitting's start-up lines
                 first = index
                 while first - 1 > starts[-1] and times[first] - times[first - 1] <= START_UP_SECONDS:
                     first -= 1
-                if first > starts[-1]:
-                    starts.append(first)
-            opened_by_stop = False
+            if first > starts[-1]:
+                starts.append(first)
     if not times:
         return 0.0
     ends = [start - 1 for start in starts[1:]] + [len(times) - 1]
