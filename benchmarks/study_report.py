@@ -63,8 +63,10 @@ CLAIMS = (
           ("sst_acc", "quora_acc", "sts_pearson")),
     Claim("004", "the shared relational layer helps", "004-system", "004-no-relational-layer"),
     Claim("004", "separate optimizer steps per task beat one combined step", "004-system", "004-combined-steps"),
-    Claim("004", "SMART (dropout off) adds little once the training data is large", "004-smart", "004-system",
-          expect="close"),
+    # 004-smart is the report's rrobin-full+smart: the pair heads without the relational layer, so its twin
+    # without SMART is 004-no-relational-layer (the report: STS 0.762 without SMART, 0.714 with it)
+    Claim("004", "SMART (dropout off) does not help once the training data is large: the system without it "
+          "scores at least as high", "004-no-relational-layer", "004-smart", expect="not lower"),
 )
 
 
