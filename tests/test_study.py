@@ -296,3 +296,27 @@ def test_the_reference_runs_again_where_its_grid_widened(tmp_path):
     assert plan.finished("hf-reference", row, 0, tmp_path)
     assert not plan.finished("hf-reference", row, 1, tmp_path)  # seed 1 ran at the old rate: it runs again
     assert plan.plan(["hf-reference"], None, tmp_path) == [("hf-reference", 1), ("hf-reference", 2)]
+
+
+def test_a_smart_claim_compares_rows_that_differ_in_smart_alone():
+    """A claim about SMART must weigh a row with SMART against the same config without it: report 004's
+    smart variant drops the relational layer (its rrobin-full+smart), so its twin is not 004-system."""
+    import dataclasses
+
+    from mtbert.config import load_config
+    from study import RECIPES, ROWS, uses_smart
+    from study_report import CLAIMS
+
+    def config(name: str) -> dict:
+        row = ROWS[name]
+        values = dataclasses.asdict(load_config(RECIPES / row.recipe, list(row.overrides), variants=row.variants))
+        values.pop("name")
+        return values
+
+    claims = [c for c in CLAIMS if uses_smart(c.system) != uses_smart(c.other)]
+    assert {c.report for c in claims} >= {"000", "004"}
+    for claim in claims:
+        with_smart, without = sorted((claim.system, claim.other), key=lambda n: not uses_smart(n))
+        smart, plain = config(with_smart), config(without)
+        assert smart["train"].pop("smart")["enabled"] and not plain["train"].pop("smart")["enabled"], claim.text
+        assert smart == plain, claim.text
