@@ -80,20 +80,27 @@ def test_the_reference_and_the_final_stage_run_as_rows(tmp_path, tiny_checkpoint
     assert shown and "the stage alone" in shown[0]  # its time is not the whole system's
 
 
+def row_config(name: str) -> dict:
+    """A study row's training config as plain values, without its name."""
+    import dataclasses
+
+    from mtbert.config import load_config
+    from study import RECIPES, ROWS
+
+    row = ROWS[name]
+    values = dataclasses.asdict(load_config(RECIPES / row.recipe, list(row.overrides), variants=row.variants))
+    values.pop("name")
+    return values
+
+
 def test_twin_rows_train_their_twins_config():
     """study_report.TWINS names rows that train another row's config (a twin of the quickstart is kept out
     of the recipe decision): they must stay the same config (all but the name and how best/ is saved)."""
-    import dataclasses
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from mtbert.config import load_config
-    from study import RECIPES, ROWS
+    from study import ROWS
     from study_report import FORMER_RECIPE, TRAINED_EMBEDDINGS, TWINS
 
     def config(name: str) -> dict:
-        row = ROWS[name]
-        values = dataclasses.asdict(load_config(RECIPES / row.recipe, list(row.overrides), variants=row.variants))
-        values.pop("name")
+        values = row_config(name)
         values["model"].pop("save")
         return values
 
@@ -301,22 +308,13 @@ def test_the_reference_runs_again_where_its_grid_widened(tmp_path):
 def test_a_smart_claim_compares_rows_that_differ_in_smart_alone():
     """A claim about SMART must weigh a row with SMART against the same config without it: report 004's
     smart variant drops the relational layer (its rrobin-full+smart), so its twin is not 004-system."""
-    import dataclasses
-
-    from mtbert.config import load_config
-    from study import RECIPES, ROWS, uses_smart
+    from study import uses_smart
     from study_report import CLAIMS
-
-    def config(name: str) -> dict:
-        row = ROWS[name]
-        values = dataclasses.asdict(load_config(RECIPES / row.recipe, list(row.overrides), variants=row.variants))
-        values.pop("name")
-        return values
 
     claims = [c for c in CLAIMS if uses_smart(c.system) != uses_smart(c.other)]
     assert {c.report for c in claims} >= {"000", "004"}
     for claim in claims:
         with_smart, without = sorted((claim.system, claim.other), key=lambda n: not uses_smart(n))
-        smart, plain = config(with_smart), config(without)
+        smart, plain = row_config(with_smart), row_config(without)
         assert smart["train"].pop("smart")["enabled"] and not plain["train"].pop("smart")["enabled"], claim.text
         assert smart == plain, claim.text
