@@ -38,6 +38,16 @@ def load_pair(name: str, device: torch.device):
     return ours.to(device), theirs.to(device)
 
 
+BATCH_SHAPE = (32, 64)  # sequences x tokens, no padding
+
+
+def fixed_batch(device: torch.device) -> dict[str, torch.Tensor]:
+    """The batch every encoder timing here uses: BATCH_SHAPE random ids (seeded), nothing padded."""
+    generator = torch.Generator().manual_seed(0)
+    return {"input_ids": torch.randint(1000, 30000, BATCH_SHAPE, generator=generator).to(device),
+            "attention_mask": torch.ones(BATCH_SHAPE, dtype=torch.long, device=device)}
+
+
 def measure(model, optimizer, batch, precision: Precision, repeats, train: bool) -> float:
     device = precision.device
 
@@ -72,10 +82,8 @@ def main() -> None:
     if device.type == "cpu" and not cpu_has_native_bf16() and not args.force_emulated_bf16 and "bf16" in precisions:
         print("skipping bf16: this CPU has no native bf16 (pass --force-emulated-bf16 to time it anyway)")
         precisions.remove("bf16")
-    batch_size, length = 32, 64
-    generator = torch.Generator().manual_seed(0)
-    batch = {"input_ids": torch.randint(1000, 30000, (batch_size, length), generator=generator).to(device),
-             "attention_mask": torch.ones(batch_size, length, dtype=torch.long, device=device)}
+    batch_size, length = BATCH_SHAPE
+    batch = fixed_batch(device)
     tokens = batch_size * length
     rows, records = [], []
     for precision in precisions:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from common import machine, markdown_table, save, timed
-from encoder_speed import load_pair, measure
+from encoder_speed import BATCH_SHAPE, fixed_batch, load_pair, measure
 from mtbert import BertModel
 from mtbert.precision import resolve_precision
 
@@ -66,10 +66,8 @@ def main() -> None:
     device = torch.device("cpu")
     precision = resolve_precision("auto", device)
     dtype = precision.dtype or torch.float32
-    batch_size, length = 32, 64
-    generator = torch.Generator().manual_seed(0)
-    batch = {"input_ids": torch.randint(1000, 30000, (batch_size, length), generator=generator),
-             "attention_mask": torch.ones(batch_size, length, dtype=torch.long)}
+    batch_size, length = BATCH_SHAPE
+    batch = fixed_batch(device)
     tokens = batch_size * length
     rows, records = [], []
     for name in args.models.split(","):

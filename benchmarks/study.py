@@ -491,7 +491,8 @@ def main() -> None:
         hours = [(name, seed, estimate_hours(name, ROWS[name], seed, args.root, args.runs))
                  for name, seed in todo]
         print(markdown_table(["row", "seed", "estimated hours"], [[n, s, f"{h:.2f}"] for n, s, h in hours]))
-        print(f"\n{len(todo)} run{'' if len(todo) == 1 else 's'} left, about {sum(h for *_, h in hours):.1f} hours alone on this machine")
+        runs = f"{len(todo)} run{'' if len(todo) == 1 else 's'}"
+        print(f"\n{runs} left, about {sum(h for *_, h in hours):.1f} hours alone on this machine")
         return
     for name, seed in todo:
         if seed > 0 and finished(name, ROWS[name], seed, args.root):  # seed 0 widened, its choice stood
