@@ -114,7 +114,6 @@ def test_twin_rows_train_their_twins_config():
 
 
 def test_the_plan_estimates_a_row_from_the_rate_its_unfinished_run_logged(tmp_path):
-    sys.path.insert(0, str(REPO / "benchmarks"))
     import study as plan
 
     root, runs = tmp_path / "records", tmp_path / "runs"
@@ -213,7 +212,6 @@ def test_the_plan_counts_only_the_steps_a_half_done_run_has_left(tmp_path):
 
 
 def test_a_resumed_runs_time_counts_its_earlier_sittings(tmp_path):
-    sys.path.insert(0, str(REPO / "benchmarks"))
     import study as plan
 
     assert plan.earlier_sittings_seconds(tmp_path) == 0.0  # nothing ran
@@ -228,7 +226,6 @@ def test_a_resumed_runs_time_counts_its_earlier_sittings(tmp_path):
 
 
 def test_the_hours_between_sittings_do_not_count_though_a_sitting_logs_its_start_up_before_resuming(tmp_path):
-    sys.path.insert(0, str(REPO / "benchmarks"))
     import study as plan
 
     (tmp_path / "train.log").write_text(
@@ -251,7 +248,6 @@ def test_the_hours_between_sittings_do_not_count_though_a_sitting_logs_its_start
 
 
 def test_a_resumed_run_names_the_code_of_every_sitting(tmp_path):
-    sys.path.insert(0, str(REPO / "benchmarks"))
     import study as plan
 
     run = tmp_path / "row" / "seed0"
@@ -261,7 +257,6 @@ def test_a_resumed_run_names_the_code_of_every_sitting(tmp_path):
 
 
 def test_the_plan_gives_three_seeds_to_an_ablation_within_noise(tmp_path):
-    sys.path.insert(0, str(REPO / "benchmarks"))
     import study as plan
 
     for name, composites in (("004-system", (0.750, 0.752, 0.754)), ("004-no-relational-layer", (0.749,))):
