@@ -12,6 +12,7 @@ import dataclasses
 from typing import Optional
 
 import torch
+from torch import nn
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
@@ -55,6 +56,25 @@ class Precision:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def keep_weights_cast(self, model: nn.Module) -> int:
+        """Store the weights autocast casts on every use (each ``nn.Linear``'s weight and bias) in the
+        autocast dtype once, for a model that will only predict; returns how many tensors were cast.
+
+        Why: autocast keeps its bf16 copy of a weight only until its region ends, and a prediction opens
+        one region per call, so answering one sentence cast all of MiniLM's ~11M projection weights
+        again, which took longer than the forward pass itself. The values are the ones autocast makes
+        (the same rounding), so predictions stay bit-identical; the fp32 weights are gone, so this is
+        only for a model nobody trains afterwards. Without autocast (fp32) nothing changes.
+        """
+        if self.dtype is None:
+            return 0
+        cast = 0
+        for module in model.modules():
+            if type(module) is nn.Linear:  # a subclass may use its weight outside autocast's linear rule
+                cast += sum(1 for p in module.parameters(recurse=False) if p.dtype != self.dtype)
+                module.to(self.dtype)
+        return cast
 
     def grad_scaler(self) -> Optional["torch.amp.GradScaler"]:
         return torch.amp.GradScaler(self.device.type) if self.name == "fp16" else None

@@ -12,12 +12,13 @@ import sys
 import pytest
 import torch
 
-from mtbert import Predictor
+from mtbert import BertTokenizer, Predictor
 from mtbert.cli import main
 from mtbert.evaluate import predict_features
 from mtbert.multitask import MultitaskModel
 from mtbert.precision import resolve_precision
 from mtbert.tasks import TASKS, read_examples
+from test_heads import PAIR_HEADS, SENTENCE_HEADS, make_model
 from test_train_cli import trained_run  # noqa: F401  (the module's trained tiny run)
 
 
@@ -101,3 +102,39 @@ def test_cli_predict_keeps_the_ids_of_a_task_file(trained_run, data_dir, capsys)
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     ids = [e.id for e in read_examples(TASKS["sts"], path, labelled=False).examples]
     assert [r["id"] for r in rows] == ids and all(0.0 <= r["sts"]["score"] <= 5.0 for r in rows)
+
+
+SENTENCES = ["A gorgeous, witty film.", "Dull.", "It is neither good nor bad, and it goes on for far too long.", "Fine"]
+CAST_SETTINGS = (
+    [({"sts": {"type": head}}, {}, "sts") for head in PAIR_HEADS]
+    + [({"sst": {"type": head}}, {}, "sst") for head in SENTENCE_HEADS]
+    + [({"sst": {"type": "linear"}}, {"shared_hidden_layer": True,
+        "peft": {"adapter": {"size": 4}, "lhuc": {}, "lora": {"rank": 2}, "pals": {"size": 4, "heads": 2}}}, "sst")]
+)
+
+
+@pytest.mark.parametrize("heads, options, task", CAST_SETTINGS,
+                         ids=[f"{task}-{next(iter(h.values()))['type']}{'-peft' if o else ''}" for h, o, task in CAST_SETTINGS])
+def test_weights_kept_cast_predict_exactly_what_casting_on_every_call_does(tiny_checkpoint, tmp_path, heads, options,
+                                                                          task):
+    """A loaded predictor stores its linear weights in bf16 once instead of autocast casting them on every
+    call: every head and adapter must give the same outputs to the last bit, and the vectors too."""
+    model = make_model(tiny_checkpoint, BertTokenizer.from_pretrained(tiny_checkpoint), heads, tasks=(task,), **options)
+    with torch.no_grad():
+        for parameter in model.parameters():  # zero-initialised adapters and heads would hide a difference
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    model.save_pretrained(tmp_path)
+    inputs = SENTENCES if task == "sst" else list(zip(SENTENCES, reversed(SENTENCES)))
+    kept = Predictor.from_pretrained(tmp_path, device="cpu", precision="bf16")
+    given = MultitaskModel.from_pretrained(tmp_path)
+    per_call = Predictor(given, resolve_precision("bf16", torch.device("cpu")))
+    assert {p.dtype for n, p in kept.model.named_parameters() if "embeddings" not in n} >= {torch.bfloat16}
+    assert {p.dtype for p in given.parameters()} == {torch.float32}  # a model handed to a Predictor stays as it is
+    assert torch.equal(kept.outputs(task, inputs), per_call.outputs(task, inputs))
+    assert torch.equal(kept.encode(SENTENCES), per_call.encode(SENTENCES))
+
+
+def test_fp32_predictor_keeps_fp32_weights(trained_run):  # noqa: F811
+    predictor = Predictor.from_pretrained(trained_run / "best", device="cpu", precision="fp32")
+    assert {p.dtype for p in predictor.model.parameters()} == {torch.float32}
+    assert predictor.precision.keep_weights_cast(predictor.model) == 0

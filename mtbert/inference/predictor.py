@@ -52,10 +52,17 @@ class Predictor:
                         base: Optional[str] = None, batch_size: int = 128,
                         max_tokens: Optional[int] = None) -> "Predictor":
         """A saved model (a run's ``best/``, full or delta; ``base`` where a delta's base encoder now is)
-        on ``device`` (auto: CUDA when present) in ``precision`` (auto: bf16 where native, else fp32)."""
+        on ``device`` (auto: CUDA when present) in ``precision`` (auto: bf16 where native, else fp32).
+
+        Under bf16 or fp16 the model's linear weights are stored in that dtype once
+        (``Precision.keep_weights_cast``), so call ``predictor.model`` inside
+        ``predictor.precision.autocast()``, and load ``MultitaskModel.from_pretrained`` to train further.
+        ``Predictor(model, precision)`` leaves a model it is given as it is."""
         resolved = resolve_device(device)
         model = MultitaskModel.from_pretrained(directory, base=base).to(resolved)
-        return cls(model, resolve_precision(precision, resolved), batch_size, max_tokens)
+        chosen = resolve_precision(precision, resolved)
+        chosen.keep_weights_cast(model)  # the predictor owns this model: cast once, not on every call
+        return cls(model, chosen, batch_size, max_tokens)
 
     # ----- what the model offers ----------------------------------------------------------
     @property
