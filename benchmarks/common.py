@@ -16,6 +16,10 @@ from mtbert.precision import cpu_has_native_bf16
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
+# The working directory for a child ``python -c``/``-m`` that must run the mtbert this script imports: such a
+# child puts its working directory first on sys.path, so one started from the repository root takes the
+# checkout's package even where PYTHONPATH names another (an older checkout being measured).
+CHILD_CWD = Path(__file__).resolve().parent
 
 
 def cpu_name() -> str:

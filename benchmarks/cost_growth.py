@@ -1,12 +1,14 @@
 """How cost grows with batch size and sequence length: tokens/s and peak memory, training and inference.
 
     python benchmarks/cost_growth.py [--models all-MiniLM-L6-v2,bert-base] [--batches 8,16,32,64,128]
-                                     [--lengths 32,64,128,256,512] [--repeats 2]
+                                     [--lengths 32,64,128,256,512] [--repeats 2] [--modes train,infer]
+                                     [--name cost_growth]
 
 Two sweeps per model: batch size at length 64, and length at batch 32 (no padding; our encoder and
 AdamW, bf16 autocast where native). Each point runs in a process of its own, so its peak resident
 memory (the kernel's ru_maxrss of that process: weights, optimizer state, activations and the
-allocator's slack) is its own. Writes benchmarks/results/cost_growth.json and cost_growth.png.
+allocator's slack) is its own. Writes benchmarks/results/NAME.json and NAME.png. The points run whatever
+``mtbert`` imports: put an older checkout first on PYTHONPATH to measure it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, markdown_table, save
+from common import CHILD_CWD, RESULTS, markdown_table, save
 
 POINT = r"""
 import json, sys, time, torch
@@ -50,7 +52,7 @@ print(json.dumps({"seconds": min(times)}))
 
 def run_point(name: str, mode: str, batch: int, length: int, repeats: int) -> dict:
     process = subprocess.Popen([sys.executable, "-c", POINT, name, mode, str(batch), str(length), str(repeats)],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=CHILD_CWD)
     out = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     if status != 0:
@@ -65,11 +67,13 @@ def main() -> None:
     parser.add_argument("--batches", default="8,16,32,64,128")
     parser.add_argument("--lengths", default="32,64,128,256,512")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--modes", default="train,infer")
+    parser.add_argument("--name", default="cost_growth", help="results file name (benchmarks/results/NAME.json)")
     args = parser.parse_args()
     points = []
     started = time.perf_counter()
     for name in args.models.split(","):
-        for mode in ("train", "infer"):
+        for mode in args.modes.split(","):
             sweeps = [(int(b), 64) for b in args.batches.split(",")] + [(32, int(n)) for n in args.lengths.split(",")
                                                                         if int(n) != 64]
             for batch, length in sweeps:
@@ -80,10 +84,10 @@ def main() -> None:
              f"{p.get('peak_mib', 0):,.0f}"] for p in points]
     table = markdown_table(["model", "mode", "batch", "length", "tokens/s", "peak MiB"], rows)
     print(table)
-    plot(points, RESULTS / "cost_growth.png")
+    plot(points, RESULTS / f"{args.name}.png")
     from common import machine
     import torch
-    save("cost_growth", {"machine": machine(torch.device("cpu")), "points": points, "table": table,
+    save(args.name, {"machine": machine(torch.device("cpu")), "points": points, "table": table,
                          "seconds": round(time.perf_counter() - started)})
 
 

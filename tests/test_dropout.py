@@ -43,3 +43,30 @@ def test_attention_with_dropout_is_sdpa_when_nothing_is_dropped():
     mask[0, ..., 5:] = False
     ours = attention_with_dropout(q, k, v, mask, 1e-9)  # rounds to dropping nothing
     assert torch.allclose(ours, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-6)
+
+
+def test_bf16_attention_takes_the_probabilities_an_fp32_softmax_rounds_to():
+    """Under bf16 the softmax runs in bf16 (no fp32 copies): forward, the product with V must see exactly the
+    probabilities of an fp32 softmax rounded to bf16; backward, the gradients must be as close to fp32 ones."""
+    torch.manual_seed(2)
+    full = [3 * torch.randn(2, 4, 33, 8) for _ in range(3)]
+    mask = torch.ones(2, 1, 1, 33, dtype=torch.bool)
+    mask[1, ..., 20:] = False
+    upstream = torch.randn(2, 4, 33, 8)
+
+    def attend(softmax, dtype):
+        q, k, v = (t.detach().to(dtype).requires_grad_() for t in full)
+        scores = (torch.matmul(q, k.transpose(-1, -2)) * 8 ** -0.5).masked_fill(~mask, float("-inf"))
+        out = torch.matmul(softmax(scores).to(dtype), v)
+        out.backward(upstream.to(dtype))
+        return out, [t.grad.float() for t in (q, k, v)]
+
+    reference, exact = attend(lambda s: torch.softmax(s, -1), torch.float32)
+    cast, cast_grads = attend(lambda s: torch.softmax(s, -1, dtype=torch.float32), torch.bfloat16)
+    q, k, v = (t.detach().to(torch.bfloat16).requires_grad_() for t in full)
+    ours = attention_with_dropout(q, k, v, mask, 1e-9)
+    ours.backward(upstream.to(torch.bfloat16))
+    assert torch.equal(ours, cast)
+    for grad, cast_grad, true in zip((q.grad.float(), k.grad.float(), v.grad.float()), cast_grads, exact):
+        assert (grad - true).norm() <= 1.25 * (cast_grad - true).norm()
+    assert (ours.float() - reference).norm() / reference.norm() < 1e-2

@@ -100,13 +100,18 @@ class BertSelfAttention(nn.Module):
 
 def attention_with_dropout(query, key, value, mask: Optional[torch.Tensor], p: float) -> torch.Tensor:
     """softmax(QKᵀ/√d + mask) with dropout, times V: what SDPA computes on a CPU when dropout is on (it
-    falls back to this arithmetic there), with the cheap dropout mask. The softmax is taken in fp32 and
-    its output cast to V's dtype before the mask, so that the (batch, heads, length, length) tensors kept
-    for the backward pass are bf16 under autocast, not fp32."""
+    falls back to this arithmetic there), with the cheap dropout mask.
+
+    The softmax runs in the scores' dtype. Under bf16 autocast the scores come out of the matrix product
+    in bf16, and the CPU kernel computes in fp32 inside: its probabilities are, bit for bit, an fp32
+    softmax's rounded to bf16 (tests/test_dropout.py), which is what the product with V took before. An
+    fp32 softmax cost four (batch, heads, length, length) casts per layer and step and kept fp32
+    probabilities for the backward pass, twice the memory; the backward pass now starts from the bf16
+    ones, whose rounding is of the size of the bf16 gradient's own."""
     scores = torch.matmul(query, key.transpose(-1, -2)) * (query.shape[-1] ** -0.5)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
+    probs = torch.softmax(scores, dim=-1)
     return torch.matmul(dropout(probs, p, True), value)
 
 
