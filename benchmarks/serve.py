@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import torch
 
-from common import REPO, machine, markdown_table, save
+from common import CHILD_CWD, REPO, machine, markdown_table, save
 from mtbert import Predictor
 from mtbert.tasks import TASKS, read_examples
 
@@ -100,8 +100,9 @@ def main() -> None:
     model = args.model or a_model(REPO / "runs" / "serve-bench-model")
     sentences = [e.texts[0] for e in read_examples(TASKS["sst"], DATA / "ids-sst-dev.csv", limit=512).examples]
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mtbert", "serve", "--model", str(model), "--port", str(port),
-                               "--window-ms", str(args.window_ms)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen([sys.executable, "-m", "mtbert", "serve", "--model", str(model.resolve()), "--port",
+                               str(port), "--window-ms", str(args.window_ms)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, cwd=CHILD_CWD)
     try:
         for _ in range(600):
             try:
