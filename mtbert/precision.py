@@ -63,7 +63,7 @@ class Precision:
 
         Why: autocast keeps its bf16 copy of a weight only until its region ends, and a prediction opens
         one region per call, so answering one sentence cast all of MiniLM's ~11M projection weights
-        again, which took longer than the forward pass itself. The values are the ones autocast makes
+        again, about as long as the forward pass itself took. The values are the ones autocast makes
         (the same rounding), so predictions stay bit-identical; the fp32 weights are gone, so this is
         only for a model nobody trains afterwards. Without autocast (fp32) nothing changes.
         """

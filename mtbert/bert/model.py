@@ -104,10 +104,10 @@ def attention_with_dropout(query, key, value, mask: Optional[torch.Tensor], p: f
 
     The softmax runs in the scores' dtype. Under bf16 autocast the scores come out of the matrix product
     in bf16, and the CPU kernel computes in fp32 inside: its probabilities are, bit for bit, an fp32
-    softmax's rounded to bf16 (tests/test_dropout.py), which is what the product with V took before. An
-    fp32 softmax cost four (batch, heads, length, length) casts per layer and step and kept fp32
-    probabilities for the backward pass, twice the memory; the backward pass now starts from the bf16
-    ones, whose rounding is of the size of the bf16 gradient's own."""
+    softmax's rounded to bf16 (tests/test_dropout.py), the values the bf16 product with V is given either
+    way. Asking for an fp32 softmax would add four (batch, heads, length, length) casts per layer and step
+    and keep fp32 probabilities for the backward pass (twice the memory); the backward pass starts from
+    the bf16 ones, whose rounding is of the size of the bf16 gradient's own."""
     scores = torch.matmul(query, key.transpose(-1, -2)) * (query.shape[-1] ** -0.5)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
