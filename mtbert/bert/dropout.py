@@ -6,6 +6,10 @@ attention products. Here each 64-bit random word gives four elements their 16-bi
 element is kept when its draw is at or above ``round(p·65536)`` (of 65,536), so the drop probability is
 ``p`` rounded to 1/65,536 (0.1 becomes 0.100006) and the kept values are scaled by 1/(1 − that), as
 inverted dropout does. On CUDA, torch's fused dropout is already cheap and is used as it is.
+
+On a CPU the same rule runs as one compiled loop with a hashed mask (``hashed_dropout.py``) wherever
+torch.compile works; this eager mask is what remains where it does not, inside a graph being compiled
+(which traces this), and with ``MTBERT_COMPILED_DROPOUT=0``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .hashed_dropout import KERNEL, hashed_dropout
 
 STEPS = 65536  # 16-bit draws
 
@@ -32,8 +38,15 @@ def keep_scale(shape: torch.Size, p: float, dtype: torch.dtype, device: torch.de
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0:
+    dropped = round(p * STEPS)
+    if x.device.type != "cpu" or dropped >= STEPS:
         return F.dropout(x, p, True)
+    if dropped == 0:
+        return x
+    # sizes 0 and 1 would each compile a loop of their own (torch specialises them)
+    if (KERNEL.broken is None and KERNEL.wanted(None, x.device) and x.numel() > 1
+            and not torch.compiler.is_compiling()):
+        return hashed_dropout(x, dropped, STEPS)
     return x * keep_scale(x.shape, p, x.dtype, x.device)
 
 

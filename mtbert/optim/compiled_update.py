@@ -20,13 +20,11 @@ What it costs and where it stops:
 
 from __future__ import annotations
 
-import logging
-import os
 from typing import Optional
 
 import torch
 
-log = logging.getLogger("mtbert")
+from ..compiled_kernel import CompiledKernel
 
 LARGE = 1 << 16            # elements: smaller tensors stay on the foreach path
 MAX_SIGNATURES = 6         # distinct shape lists compiled per process (torch recompiles at most 8 times)
@@ -49,15 +47,18 @@ class CompiledUpdate:
     """The process-wide compiled kernel and its bookkeeping (signatures compiled, whether it works)."""
 
     def __init__(self):
-        self._kernel = None
+        self.kernel = CompiledKernel(_adamw_kernel, "AdamW", "the fused update", "the slower foreach update",
+                                     ENVIRONMENT_SWITCH, fullgraph=True, dynamic=False)
         self.signatures: set[tuple] = set()
-        self.broken: Optional[str] = None  # why compiling failed, once it has
+
+    @property
+    def broken(self) -> Optional[str]:
+        """Why compiling failed, once it has."""
+        return self.kernel.broken
 
     def wanted(self, setting: Optional[bool], device: torch.device) -> bool:
         """``setting`` True/False forces it; None (auto) means on a CPU, unless the environment says no."""
-        if setting is not None:
-            return setting
-        return device.type == "cpu" and os.environ.get(ENVIRONMENT_SWITCH, "1") != "0"
+        return self.kernel.wanted(setting, device)
 
     @staticmethod
     def eligible(param: torch.Tensor, grad: torch.Tensor) -> bool:
@@ -74,17 +75,9 @@ class CompiledUpdate:
             if len(self.signatures) >= MAX_SIGNATURES:
                 return False
             self.signatures.add(signature)
-        if self._kernel is None:
-            self._kernel = torch.compile(_adamw_kernel, fullgraph=True, dynamic=False)
         values = torch.tensor(scalars, dtype=torch.float32, device=params[0].device)
-        try:
-            self._kernel(params, grads, exp_avgs, exp_avg_sqs, values)
-        except Exception as error:  # compiling happens before the kernel touches a tensor
-            self.broken = f"{type(error).__name__}: {error}".splitlines()[0]
-            log.warning("AdamW: compiling the fused update failed (%s); using the slower foreach update. "
-                        "Set %s=0 to skip the attempt.", self.broken, ENVIRONMENT_SWITCH)
-            return False
-        return True
+        updated, _ = self.kernel(params, grads, exp_avgs, exp_avg_sqs, values)
+        return updated
 
 
 COMPILED_UPDATE = CompiledUpdate()
