@@ -67,3 +67,14 @@ def stop_at(step: int):
         if trainer.step == step:
             trainer.stop.requested = True
     return callback
+
+
+@pytest.fixture
+def no_compiler(monkeypatch):
+    """torch.compile as on a machine without a C++ compiler: the compiled function fails when first called."""
+    def compile_that_fails(function, **options):
+        def fails(*args):
+            raise RuntimeError("no C++ compiler found\nlong details")
+        return fails
+
+    monkeypatch.setattr(torch, "compile", compile_that_fails)

@@ -182,17 +182,10 @@ def test_a_transposed_input_is_masked_in_its_logical_order():
     assert torch.equal(ours, dropout(x.t().contiguous(), 0.2, True))
 
 
-def test_without_a_compiler_dropout_warns_once_and_takes_the_eager_mask(monkeypatch, caplog):
+def test_without_a_compiler_dropout_warns_once_and_takes_the_eager_mask(monkeypatch, caplog, no_compiler):
     kernel = CompiledKernel(hashed.masked_scale, "dropout", "the hashed mask", "the eager mask", hashed.SWITCH)
     monkeypatch.setattr(hashed, "KERNEL", kernel)
     monkeypatch.setattr(dropout_module, "KERNEL", kernel)
-
-    def no_compiler(function, **options):
-        def fails(*args):
-            raise RuntimeError("no C++ compiler found\nlong details")
-        return fails
-
-    monkeypatch.setattr(torch, "compile", no_compiler)
     x = torch.randn(50, 40, requires_grad=True)
     with caplog.at_level("WARNING", logger="mtbert"):
         torch.manual_seed(7)
