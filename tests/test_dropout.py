@@ -173,6 +173,13 @@ def test_the_backward_pass_recomputes_the_forward_mask(dtype):
     assert torch.equal(x.grad, torch.where(kept, (upstream.float() * scale).to(dtype), torch.zeros((), dtype=dtype)))
 
 
+def test_the_gradient_and_the_gradient_of_the_gradient_check_out():
+    mask = (torch.tensor(99), torch.tensor(round(0.4 * STEPS)), torch.tensor(STEPS / (STEPS - round(0.4 * STEPS))))
+    x = torch.randn(3, 7, dtype=torch.float64, requires_grad=True)
+    function = lambda t: hashed._HashedDropout.apply(t, *mask) ** 2  # noqa: E731 (squared: a non-zero second derivative)
+    assert torch.autograd.gradcheck(function, (x,)) and torch.autograd.gradgradcheck(function, (x,))
+
+
 def test_a_transposed_input_is_masked_in_its_logical_order():
     torch.manual_seed(5)
     x = torch.randn(40, 30)

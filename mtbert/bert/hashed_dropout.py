@@ -81,7 +81,8 @@ def apply_mask(x: torch.Tensor, seed: torch.Tensor, threshold: torch.Tensor, sca
 
 class _HashedDropout(torch.autograd.Function):
     """Forward applies the mask; backward applies the same mask to the gradient, recomputed from the
-    seed (the gradient of x·mask·scale is grad·mask·scale)."""
+    seed (the gradient of x·mask·scale is grad·mask·scale), through this function again so that a
+    gradient of a gradient (``create_graph=True``) is right too."""
 
     @staticmethod
     def forward(ctx, x, seed, threshold, scale):
@@ -91,7 +92,7 @@ class _HashedDropout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         seed, threshold, scale = ctx.saved_tensors
-        return apply_mask(grad, seed, threshold, scale), None, None, None
+        return _HashedDropout.apply(grad, seed, threshold, scale), None, None, None
 
 
 def hashed_dropout(x: torch.Tensor, dropped: int, steps: int) -> torch.Tensor:
