@@ -20,20 +20,23 @@ log = logging.getLogger("mtbert")
 
 class CompiledKernel:
     """``function`` compiled on first use with ``options``; ``switch`` names the environment variable
-    whose value "0" turns the automatic choice off."""
+    that turns the automatic choice off ("0") or on ("1"); unset, ``default`` decides."""
 
-    def __init__(self, function: Callable, owner: str, what: str, fallback: str, switch: str, **options):
+    def __init__(self, function: Callable, owner: str, what: str, fallback: str, switch: str,
+                 default: bool = True, **options):
         self.function = function
         self.owner, self.what, self.fallback, self.switch = owner, what, fallback, switch
+        self.default = default
         self.options = options
         self.compiled: Optional[Callable] = None
         self.broken: Optional[str] = None  # why compiling failed, once it has
 
     def wanted(self, setting: Optional[bool], device: torch.device) -> bool:
-        """``setting`` True/False forces it; None (auto) means on a CPU, unless the environment says no."""
+        """``setting`` True/False forces it; None (auto) means on a CPU where the environment (or, unset,
+        the default) says yes."""
         if setting is not None:
             return setting
-        return device.type == "cpu" and os.environ.get(self.switch, "1") != "0"
+        return device.type == "cpu" and os.environ.get(self.switch, "1" if self.default else "0") != "0"
 
     def __call__(self, *args) -> tuple[bool, Any]:
         """(True, what the compiled function returns), or (False, None) when it cannot be compiled: then

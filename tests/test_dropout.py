@@ -18,6 +18,12 @@ from mtbert.bert.dropout import STEPS, Dropout, dropout, keep_scale
 from mtbert.bert.model import attention_with_dropout
 from mtbert.compiled_kernel import CompiledKernel
 
+
+@pytest.fixture
+def hashed_on(monkeypatch):
+    """The compiled hashed dropout, which runs only when asked for."""
+    monkeypatch.setenv(hashed.SWITCH, "1")
+
 MASK64 = (1 << 64) - 1
 
 
@@ -143,7 +149,7 @@ def test_the_compiled_mask_is_the_eager_arithmetic_bit_for_bit(dtype):
     assert torch.equal(out[kept], (flat[kept].float() * args[2]).to(dtype))  # scaled in fp32, rounded once
 
 
-def test_hashed_dropout_drops_p_with_no_structure_and_reproduces_under_a_seed():
+def test_hashed_dropout_drops_p_with_no_structure_and_reproduces_under_a_seed(hashed_on):
     x = torch.ones(400, 1000)
     torch.manual_seed(0)
     first = dropout(x, 0.1, True)
@@ -161,7 +167,7 @@ def test_hashed_dropout_drops_p_with_no_structure_and_reproduces_under_a_seed():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_the_backward_pass_recomputes_the_forward_mask(dtype):
+def test_the_backward_pass_recomputes_the_forward_mask(dtype, hashed_on):
     torch.manual_seed(4)
     x = torch.randn(6, 4, 33, 17).to(dtype).requires_grad_()
     upstream = torch.randn(6, 4, 33, 17).to(dtype)
@@ -180,7 +186,7 @@ def test_the_gradient_and_the_gradient_of_the_gradient_check_out():
     assert torch.autograd.gradcheck(function, (x,)) and torch.autograd.gradgradcheck(function, (x,))
 
 
-def test_a_transposed_input_is_masked_in_its_logical_order():
+def test_a_transposed_input_is_masked_in_its_logical_order(hashed_on):
     torch.manual_seed(5)
     x = torch.randn(40, 30)
     torch.manual_seed(6)
@@ -189,8 +195,9 @@ def test_a_transposed_input_is_masked_in_its_logical_order():
     assert torch.equal(ours, dropout(x.t().contiguous(), 0.2, True))
 
 
-def test_without_a_compiler_dropout_warns_once_and_takes_the_eager_mask(monkeypatch, caplog, no_compiler):
-    kernel = CompiledKernel(hashed.masked_scale, "dropout", "the hashed mask", "the eager mask", hashed.SWITCH)
+def test_without_a_compiler_dropout_warns_once_and_takes_the_eager_mask(monkeypatch, caplog, no_compiler, hashed_on):
+    kernel = CompiledKernel(hashed.masked_scale, "dropout", "the hashed mask", "the eager mask", hashed.SWITCH,
+                            default=False)
     monkeypatch.setattr(hashed, "KERNEL", kernel)
     monkeypatch.setattr(dropout_module, "KERNEL", kernel)
     x = torch.randn(50, 40, requires_grad=True)
@@ -211,10 +218,15 @@ def test_without_a_compiler_dropout_warns_once_and_takes_the_eager_mask(monkeypa
     assert torch.equal(x.grad, (first != 0) * scale + (second != 0) * scale)
 
 
-def test_the_environment_switch_keeps_the_eager_mask(monkeypatch):
-    monkeypatch.setenv(hashed.SWITCH, "0")
+@pytest.mark.parametrize("setting", [None, "0", "1"])
+def test_the_eager_mask_is_the_default_and_the_switch_turns_the_hashed_one_on(monkeypatch, setting):
+    if setting is None:
+        monkeypatch.delenv(hashed.SWITCH, raising=False)
+    else:
+        monkeypatch.setenv(hashed.SWITCH, setting)
     x = torch.randn(30, 20)
     torch.manual_seed(8)
     ours = dropout(x, 0.1, True)
     torch.manual_seed(8)
-    assert torch.equal(ours, x * keep_scale(x.shape, 0.1, x.dtype, x.device))
+    eager = x * keep_scale(x.shape, 0.1, x.dtype, x.device)
+    assert torch.equal(ours, eager) == (setting != "1")

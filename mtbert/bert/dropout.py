@@ -7,9 +7,9 @@ element is kept when its draw is at or above ``round(p·65536)`` (of 65,536), so
 ``p`` rounded to 1/65,536 (0.1 becomes 0.100006) and the kept values are scaled by 1/(1 − that), as
 inverted dropout does. On CUDA, torch's fused dropout is already cheap and is used as it is.
 
-On a CPU the same rule runs as one compiled loop with a hashed mask (``hashed_dropout.py``) wherever
-torch.compile works; this eager mask is what remains where it does not, inside a graph being compiled
-(which traces this), and with ``MTBERT_COMPILED_DROPOUT=0``.
+With ``MTBERT_COMPILED_DROPOUT=1`` the same rule runs on a CPU as one compiled loop with a hashed mask
+(``hashed_dropout.py``: faster and leaner for long inputs); this eager mask stays the default, and is
+what remains where compiling fails and inside a graph being compiled (which traces this).
 """
 
 from __future__ import annotations

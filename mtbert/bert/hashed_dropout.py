@@ -20,7 +20,7 @@ import torch
 
 from ..compiled_kernel import CompiledKernel
 
-SWITCH = "MTBERT_COMPILED_DROPOUT"  # "0": the eager mask instead
+SWITCH = "MTBERT_COMPILED_DROPOUT"  # "1": this dropout; unset or "0": the eager mask
 
 
 def _signed(value: int) -> int:
@@ -56,7 +56,10 @@ def masked_scale(flat: torch.Tensor, seed: torch.Tensor, threshold: torch.Tensor
     return torch.where(kept, flat * scale, torch.zeros((), dtype=flat.dtype, device=flat.device))
 
 
-KERNEL = CompiledKernel(masked_scale, "dropout", "the hashed mask", "the eager mask", SWITCH,
+# Off unless asked for: its masks are other draws than the eager mask's, and three quickstart runs with it
+# scored STS 0.854 ± 0.005 against 0.864 ± 0.001 (composite the same): until that is understood, the
+# default keeps the runs the published results come from (docs/speed.md).
+KERNEL = CompiledKernel(masked_scale, "dropout", "the hashed mask", "the eager mask", SWITCH, default=False,
                         dynamic=True, fullgraph=True)
 
 
