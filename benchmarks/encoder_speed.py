@@ -23,19 +23,25 @@ from mtbert.bert.model import count_flops_per_token
 from mtbert.precision import Precision, cpu_has_native_bf16
 
 
+def load_ours(name: str, device: torch.device) -> BertModel:
+    """Our encoder: the embedded all-MiniLM-L6-v2, or a bert-base-sized one from seed 0."""
+    if name == "all-MiniLM-L6-v2":
+        return BertModel.from_pretrained(name).to(device)
+    torch.manual_seed(0)
+    return BertModel(BertConfig()).to(device)  # bert-base: 12 layers, 768 wide
+
+
 def load_pair(name: str, device: torch.device):
+    """Ours and transformers' encoder with the same weights or, for bert-base, the same config."""
     import transformers
 
+    ours = load_ours(name, device)
     if name == "all-MiniLM-L6-v2":
-        ours = BertModel.from_pretrained(name)
         theirs = transformers.BertModel.from_pretrained(embedded_model_path())
     else:
-        torch.manual_seed(0)
-        config = BertConfig()  # bert-base: 12 layers, 768 wide
-        ours = BertModel(config)
-        theirs = transformers.BertModel(transformers.BertConfig(**{k: v for k, v in config.to_dict().items()
+        theirs = transformers.BertModel(transformers.BertConfig(**{k: v for k, v in ours.config.to_dict().items()
                                                                  if k != "architectures"}))
-    return ours.to(device), theirs.to(device)
+    return ours, theirs.to(device)
 
 
 BATCH_SHAPE = (32, 64)  # sequences x tokens, no padding

@@ -20,7 +20,7 @@ import statistics
 import torch
 
 from common import machine, markdown_table, save
-from encoder_speed import BATCH_SHAPE, fixed_batch, load_pair, measure
+from encoder_speed import BATCH_SHAPE, fixed_batch, load_ours, measure
 from mtbert import AdamW
 from mtbert.precision import Precision, cpu_has_native_bf16
 
@@ -40,7 +40,7 @@ def main() -> None:
     tokens = BATCH_SHAPE[0] * BATCH_SHAPE[1]
     rows, records = [], []
     for name in args.models.split(","):
-        model, _ = load_pair(name, device)
+        model = load_ours(name, device)
         optimizer = AdamW(model.parameters(), lr=1e-5, weight_decay=0.01)
         rates = {"0": [], "1": []}
         for round_number in range(args.rounds):

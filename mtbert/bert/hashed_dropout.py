@@ -1,4 +1,5 @@
-"""Dropout on a CPU as one compiled loop, its mask a hash of each element's position.
+"""Dropout on a CPU as one compiled loop, its mask a hash of each element's position (on request:
+``MTBERT_COMPILED_DROPOUT=1``; why it is not the default is at ``KERNEL`` below).
 
 Why: the eager mask (``dropout.keep_scale``) draws random words with torch's serial Mersenne Twister,
 compares, casts the mask to the input's dtype, scales it and multiplies: profiled on a 2-core CPU in
@@ -76,7 +77,7 @@ def apply_mask(x: torch.Tensor, seed: torch.Tensor, threshold: torch.Tensor, sca
     same values, slower) on the one call where compiling turned out to fail."""
     with torch.no_grad():
         flat = _flat(x)
-        compiled, out = KERNEL(flat, seed, threshold, scale, MIXERS.to(x.device))
+        compiled, out = KERNEL(flat, seed, threshold, scale, MIXERS)  # a tensor argument, not a constant
         if not compiled:
             out = masked_scale(flat, seed, threshold, scale)
     return out.view(x.shape)
