@@ -1,4 +1,4 @@
-"""``mtbert train | evaluate | predict | export | serve | search | report | compare``: the command line over
+"""``mtbert train | evaluate | predict | export | soup | serve | search | report | compare``: the command line over
 the Python API."""
 
 from __future__ import annotations
@@ -124,18 +124,24 @@ def _load_model_and_precision(args: argparse.Namespace):
     return model.to(device), resolve_precision(args.precision, device)
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def model_data_dir(model, flag: Optional[Path]) -> Path:
+    """Where a saved model's task files are: ``--data-dir``, ``$MTBERT_DATA_DIR``, where it was trained."""
     from .config import describe_data_dirs, resolve_data_dir
+
+    data_dir = resolve_data_dir(flag, model.data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"data directory {data_dir} not found (places, first set wins: "
+                                f"{describe_data_dirs(flag, model.data_dir)}; the model's is where it was trained)")
+    return data_dir
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_split, prediction_file_name, write_predictions
     from .train.data import labelled_split, load_task_splits
 
     _setup_logging()
     model, precision = _load_model_and_precision(args)
-    data_dir = resolve_data_dir(args.data_dir, model.data_dir)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"data directory {data_dir} not found (places, first set wins: "
-                                f"{describe_data_dirs(args.data_dir, model.data_dir)}; the model's is where it was trained)")
-    data = load_task_splits(model, data_dir, args.limit, splits=(args.split,))
+    data = load_task_splits(model, model_data_dir(model, args.data_dir), args.limit, splits=(args.split,))
     metrics, predictions = evaluate_split(model, labelled_split(data, args.split), args.batch_size, precision,
                                         args.max_tokens)
     if args.output_dir:
@@ -211,6 +217,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         export_sentence_transformers(model, output, args.pooling, args.normalize, args.overwrite)
     print(f"wrote {output} ({args.format})")
+    return 0
+
+
+def dev_scorer(model, data_dir_flag: Optional[Path], precision, batch_size: int, max_tokens: Optional[int]):
+    """A function model -> dev composite, over the dev sets of ``model``'s tasks, read and tokenized once
+    (every model it scores must read them alike: a soup's ingredients do)."""
+    from .evaluate import evaluate_split
+    from .train.data import labelled_split, load_task_splits
+
+    dev = labelled_split(load_task_splits(model, model_data_dir(model, data_dir_flag), splits=("dev",)), "dev")
+
+    def score(candidate) -> float:
+        metrics, _ = evaluate_split(candidate.to(precision.device), dev, batch_size, precision, max_tokens)
+        log.info("dev: %s", " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        return metrics["composite"]
+    return score
+
+
+def cmd_soup(args: argparse.Namespace) -> int:
+    from .experiments.soup import make_soup, model_directory
+    from .multitask import MultitaskModel
+    from .precision import resolve_device, resolve_precision
+
+    _setup_logging()
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    score = None
+    if args.method == "greedy" or not args.no_eval:
+        first = MultitaskModel.from_pretrained(model_directory(args.models[0]))
+        score = dev_scorer(first, args.data_dir, precision, args.batch_size, args.max_tokens)
+    record = make_soup(args.models, args.output, args.method, score, args.overwrite)
+    used = len(record["used"])
+    scored = f", dev composite {record['score']:.4f}" if "score" in record else ""
+    print(f"wrote {args.output} ({args.method} soup of {used} of {len(record['ingredients'])} models{scored})")
     return 0
 
 
@@ -326,6 +366,21 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--normalize", action="store_true", help="sentence-transformers: unit-length vectors")
     export.add_argument("--overwrite", action="store_true", help="replace a directory that is not empty")
     export.set_defaults(handler=cmd_export)
+
+    soup = commands.add_parser("soup", help="average the weights of several trained models into one")
+    soup.add_argument("models", nargs="+", type=existing("dir"), help="run directories or model directories (best/)")
+    soup.add_argument("--output", required=True, type=writable("dir"), help="the model directory to write")
+    soup.add_argument("--method", choices=["uniform", "greedy"], default="uniform",
+                      help="uniform: average all; greedy: add each model (best dev first) only if the dev composite "
+                      "does not drop")
+    soup.add_argument("--data-dir", type=existing("dir"), help="directory of the task files for the dev scores")
+    soup.add_argument("--no-eval", action="store_true", help="uniform: do not score the soup on dev")
+    soup.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    soup.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="autocast")
+    soup.add_argument("--batch-size", type=positive_int, default=128, help="most examples per dev batch")
+    soup.add_argument("--max-tokens", type=non_negative_int, default=None, help="most padded tokens per dev batch")
+    soup.add_argument("--overwrite", action="store_true", help="replace an existing model directory at --output")
+    soup.set_defaults(handler=cmd_soup)
 
     serve = commands.add_parser("serve", help="serve a trained model over HTTP (needs the serve extra)")
     serve.add_argument("--model", required=True, type=existing("dir"), help="a model directory (a run's best/)")

@@ -93,6 +93,26 @@ class SmartConfig:
 
 
 @dataclasses.dataclass
+class DistillConfig:
+    """Distillation from teachers (BAM!, Clark et al. 2019): a task's loss becomes
+    λ·loss(gold) + (1 − λ)·loss(teacher), the teachers' outputs computed once and cached in the run."""
+
+    teachers: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # task -> saved models (a run
+                                      #   directory or its best/) or teacher recipes (.yaml, trained first);
+                                      #   several per task make an ensemble (their probabilities averaged)
+    gold_weight: float = 0.5          # λ, when not annealed
+    anneal: bool = False              # teacher annealing: λ rises linearly from 0 to 1 over the updates
+    temperature: float = 1.0          # T: teacher and student probabilities at logits / T (loss times T²)
+    teacher_runs: str = ""            # where teacher recipes are trained ("" = <run>/teachers); a run there
+                                      #   that finished is reused, one that stopped is resumed
+
+    def __post_init__(self) -> None:
+        empty = [task for task, paths in self.teachers.items() if not paths]
+        if empty:
+            raise ConfigError(f"train.distill.teachers: no teacher for {', '.join(empty)}")
+
+
+@dataclasses.dataclass
 class TrainConfig:
     epochs: int = 3
     batch_size: int = 32
@@ -112,7 +132,7 @@ class TrainConfig:
     seed: int = 11711
     max_steps: Optional[int] = None   # stop after this many optimizer steps
     schedule: str = "shuffled"        # batch schedule: shuffled | sequential | zipped | cycled | round_robin |
-                                      #   interleaved | proportional | temperature | mixed
+                                      #   interleaved | proportional | temperature | annealed | mixed
     schedule_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {temperature: 2.0}
     balancer: str = "sum"             # how a step's task losses combine: sum | mean | examples | dynamic |
                                       #   learned | uncertainty
@@ -124,6 +144,10 @@ class TrainConfig:
     pretrain_task: str = ""           # train this task alone for pretrain_epochs first (report 004's rrobin-pre)
     pretrain_epochs: int = 0          # epochs of that phase, before train.epochs of the multitask phase
     smart: SmartConfig = dataclasses.field(default_factory=SmartConfig)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
+    layer_lr_decay: float = 1.0       # layer-wise lr decay: the heads, pooler and top encoder layer learn at
+                                      #   lr, each layer below at decay times the one above it, the embeddings
+                                      #   below the lowest (1.0 = one rate for all; BAM! uses 0.9)
     averaging: str = ""               # evaluate and save an average of the weights: "" (off) | ema | uniform
     averaging_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {decay: 0.998} (ema),
                                       #   {start: 0.5} (uniform: the mean from that share of updates on)
@@ -214,7 +238,9 @@ def describe_data_dirs(flag: Optional[str] = None, configured: Optional[str] = N
     return "; ".join(parts)
 
 
-PATH_FIELDS = (("data", "dir"), ("model", "init_from"), ("output_dir",))  # paths a config file may give
+PATH_FIELDS = (("data", "dir"), ("model", "init_from"), ("output_dir",),
+               ("train", "distill", "teacher_runs"))  # paths a config file may give
+TEACHERS = ("train", "distill", "teachers")  # a mapping of task -> list of paths
 
 
 def _plain(value: Any) -> Any:
@@ -326,8 +352,11 @@ def resolve_relative_paths(values: dict, folder: Path, only: Optional[tuple] = N
     against its own folder (so a recipe works from any working directory), a ``--set`` value against
     the working directory. ``model.name`` becomes a path only when that path exists: otherwise it is
     an embedded name or a hub id."""
-    fields = [only] if only else [*PATH_FIELDS, ("model", "name")]
+    fields = [only] if only else [*PATH_FIELDS, ("model", "name"), TEACHERS]
     for keys in fields:
+        if keys == TEACHERS:
+            resolve_teacher_paths(values, folder)
+            continue
         node = values
         for key in keys[:-1]:
             node = node.get(key) if isinstance(node, dict) else None
@@ -340,6 +369,20 @@ def resolve_relative_paths(values: dict, folder: Path, only: Optional[tuple] = N
         if keys == ("model", "name") and not candidate.exists():
             continue
         node[keys[-1]] = str(candidate)
+
+
+def resolve_teacher_paths(values: dict, folder: Path) -> None:
+    """``train.distill.teachers``' relative paths made absolute against ``folder`` (a lone path is a list of one)."""
+    teachers = values.get("train", {}).get("distill", {}).get("teachers") if isinstance(values.get("train"), dict) \
+        and isinstance(values["train"].get("distill"), dict) else None
+    if not isinstance(teachers, dict):
+        return
+    for task, paths in teachers.items():
+        if isinstance(paths, str):
+            paths = [paths]
+        if isinstance(paths, list):
+            teachers[task] = [str((folder / Path(p).expanduser()).resolve()) if isinstance(p, str) and p
+                              and not Path(p).expanduser().is_absolute() else p for p in paths]
 
 
 def read_yaml_mapping(path: Path) -> dict:
@@ -384,8 +427,13 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=3e-5")
         key, raw = item.split("=", 1)
         _set_path(values, key.strip(), raw.strip())
-        if tuple(key.strip().split(".")) in PATH_FIELDS + (("model", "name"),):
-            resolve_relative_paths(values, Path.cwd(), only=tuple(key.strip().split(".")))
+        keys = tuple(key.strip().split("."))
+        if keys in PATH_FIELDS + (("model", "name"),):
+            resolve_relative_paths(values, Path.cwd(), only=keys)
+        elif TEACHERS[: len(keys)] == keys or keys[: len(TEACHERS)] == TEACHERS:  # the teachers or a mapping above
+            resolve_relative_paths(values, Path.cwd(), only=TEACHERS)
+            if len(keys) < len(TEACHERS):
+                resolve_relative_paths(values, Path.cwd(), only=("train", "distill", "teacher_runs"))
     where = str(path) if path is not None else "config"
     try:
         config = build_dataclass(ExperimentConfig, values, "")

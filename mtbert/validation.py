@@ -89,6 +89,9 @@ RULES: dict[str, Check] = {
     "train.smart.beta": within(0, 1, high_open=True),
     "train.smart.beta_late": within(0, 1, high_open=True),
     "train.smart.beta_warmup": within(0, 1),
+    "train.distill.gold_weight": within(0, 1),
+    "train.distill.temperature": above(0),
+    "train.layer_lr_decay": within(0, 1),
 }
 EACH_RULES: dict[str, Check] = {  # every value of a mapping or list
     "train.betas": within(0, 1, high_open=True),

@@ -237,3 +237,25 @@ def test_the_environment_switch_turns_the_automatic_choice_off(monkeypatch):
     assert not update.wanted(None, torch.device("cpu"))
     assert update.wanted(True, torch.device("cpu"))
     assert not update.wanted(None, torch.device("meta"))  # auto means a CPU only
+
+
+def test_layer_wise_lr_decay_gives_each_encoder_depth_its_rate(tiny_checkpoint):
+    from mtbert.config import load_config
+    from mtbert.train.builder import build_model, build_optimizer
+
+    config = load_config("recipes/multitask-base.yaml", [f"model.name={tiny_checkpoint}", "train.lr=1e-3",
+                                                         "train.layer_lr_decay=0.5", "train.weight_decay=0.01"])
+    model = build_model(config)
+    optimizer, _ = build_optimizer(config, model, total_steps=10)
+    rate = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    # two layers: the top (1) at lr, layer 0 at lr/2, the embeddings at lr/4; heads at lr
+    assert rate[id(named["encoder.layers.1.attention.qkv.weight"])] == pytest.approx(1e-3)
+    assert rate[id(named["encoder.layers.0.attention.qkv.weight"])] == pytest.approx(5e-4)
+    assert rate[id(named["encoder.embeddings.word_embeddings.weight"])] == pytest.approx(2.5e-4)
+    head = next(n for n in named if n.startswith("heads."))
+    assert rate[id(named[head])] == pytest.approx(1e-3)
+    assert decay[id(named["encoder.layers.0.attention.qkv.bias"])] == 0.0
+    assert decay[id(named["encoder.layers.0.attention.qkv.weight"])] == 0.01
+    assert len(rate) == sum(1 for p in model.parameters() if p.requires_grad)

@@ -120,3 +120,18 @@ def test_bad_schedule_settings_are_named():
         build_schedule("shuffled", {"temperature": 2})
     with pytest.raises(ValueError, match="temperature must be positive"):
         build_schedule("temperature", {"temperature": 0})
+
+
+def test_annealed_sampling_flattens_the_task_shares_epoch_by_epoch():
+    """Stickland & Murray's α = 1 − 0.8·e/(E − 1): proportional in the first epoch, p ∝ n^0.2 in the last."""
+    schedule = build_schedule("annealed")
+    tasks = {task: [[0]] * n for task, n in SIZES.items()}  # n one-example batches: n examples per task
+    first, middle, last = (schedule.for_epoch(e, 3).probabilities(tasks) for e in range(3))
+    total = sum(SIZES.values())
+    assert first == pytest.approx({t: n / total for t, n in SIZES.items()})
+    for alpha, shares in ((0.6, middle), (0.2, last)):
+        weights = {t: n ** alpha for t, n in SIZES.items()}
+        assert shares == pytest.approx({t: w / sum(weights.values()) for t, w in weights.items()})
+    assert schedule.for_epoch(0, 1).probabilities(tasks) == pytest.approx(first)  # one epoch: proportional
+    with pytest.raises(ValueError, match="decay must be in"):
+        build_schedule("annealed", {"decay": 1.0})

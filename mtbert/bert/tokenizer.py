@@ -66,6 +66,11 @@ class BertTokenizer:
     def vocab_size(self) -> int:
         return self._tokenizer.get_vocab_size()
 
+    @property
+    def vocab(self) -> dict[str, int]:
+        """Token -> id (what two models must share for their embeddings to mean the same)."""
+        return self._tokenizer.get_vocab()
+
     def tokenize(self, text: str) -> list[str]:
         return self._tokenizer.encode(text, add_special_tokens=False).tokens
 

@@ -37,6 +37,10 @@ class BatchSchedule:
     def plan(self, task_batches: TaskBatches, generator: torch.Generator) -> Plan:
         raise NotImplementedError
 
+    def for_epoch(self, epoch: int, epochs: int) -> "BatchSchedule":
+        """The schedule epoch ``epoch`` (0-based) of ``epochs`` uses: itself, unless it changes over training."""
+        return self
+
 
 def _cycle(batches: list[list[int]], count: int, generator: torch.Generator) -> list[list[int]]:
     """``count`` batches: the task's batches in order, then again in fresh random orders as needed."""
@@ -173,6 +177,26 @@ class Temperature(Proportional):
 
     def __init__(self, temperature: float = 2.0):
         super().__init__(temperature)
+
+
+@register_schedule("annealed")
+class Annealed(Proportional):
+    """Annealed sampling (Stickland & Murray 2019): each step's task drawn with p ∝ n_t^α, where α falls
+    from 1 (proportional) in the first epoch to 1 − ``decay`` (flatter) in the last: α = 1 − decay·e/(E − 1)
+    in epoch e = 0 … E − 1 (decay 0.8, as the paper). Large tasks lead early; small ones catch up late.
+    Epoch: as many steps as all tasks have batches."""
+
+    def __init__(self, decay: float = 0.8):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), not {decay}")
+        super().__init__(1.0)
+        self.decay = decay
+
+    def alpha(self, epoch: int, epochs: int) -> float:
+        return 1.0 - self.decay * epoch / (epochs - 1) if epochs > 1 else 1.0
+
+    def for_epoch(self, epoch: int, epochs: int) -> "Proportional":
+        return Proportional(temperature=1.0 / self.alpha(epoch, epochs))
 
 
 @register_schedule("mixed")

@@ -1,6 +1,13 @@
-"""Building the pieces a run needs from its config: the model, the optimizer, the LR schedule."""
+"""Building the pieces a run needs from its config: the model, what each task minimises (label losses,
+augmentations, distillation, SMART), the penalties, the optimizer and LR schedule, the weight average.
+The trainer runs the loop over what ``build_training_parts`` returns; a new training method adds a
+builder function here, not lines in ``Trainer.__init__``."""
 
 from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Optional, Sequence
 
 from torch import nn
 
@@ -11,8 +18,12 @@ from ..peft.delta import base_reference
 from ..optim import make_lr_scheduler, make_optimizer
 from ..multitask.augmentation import SENTIMENT_WEIGHT, Augmentation, build_augmentation
 from ..tasks import LOSSES, build_task_loss
+from ..precision import Precision
+from .averaging import WeightAverage, build_weight_average
 from .data import TaskSplits, task_specs
-from .objectives import AugmentationObjective, LabelObjective, Objective
+from .distill import Distillation, DistilledObjective, build_distillation
+from .objectives import AugmentationObjective, LabelObjective, Objective, SmartObjective
+from .smart import Smart
 
 NO_DECAY_SUFFIXES = ("bias", "layer_norm.weight", "attention_norm.weight", "output_norm.weight")
 
@@ -123,27 +134,96 @@ def penalty_terms(config: ExperimentConfig, model: nn.Module) -> list:
         if penalty.role != "penalty":
             raise ValueError(f"train.penalties: {name!r} is a {penalty.role}, not a parameter penalty")
         if weight:
-            terms.append((weight, penalty(), parameter_groups(model, 0.0)[0]["params"]))
+            decayed = [p for group in parameter_groups(model, 1.0) if group["weight_decay"] for p in group["params"]]
+            terms.append((weight, penalty(), decayed))
     return terms
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weights only, not on biases and LayerNorm gains (BERT's usual split)."""
-    decay, no_decay = [], []
+def parameter_groups(model: nn.Module, weight_decay: float, layer_lr_decay: float = 1.0, lr: float = 1.0) -> list[dict]:
+    """Weight decay on weights only, not on biases and LayerNorm gains (BERT's usual split); with
+    ``layer_lr_decay`` below 1, one pair of groups per encoder depth, each with its own learning rate."""
+    layers = getattr(getattr(model, "encoder", None), "config", None)
+    depth = layers.num_hidden_layers if layers is not None else 0
+    groups: dict[tuple[float, bool], list] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if name.endswith(NO_DECAY_SUFFIXES) else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            scale = layer_lr_decay ** layers_below_top(name, depth) if layer_lr_decay != 1.0 else 1.0
+            groups.setdefault((scale, name.endswith(NO_DECAY_SUFFIXES)), []).append(param)
+    if not groups:
+        groups[(1.0, False)] = []
+    out = []
+    for (scale, no_decay), params in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1])):
+        group = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
+        if layer_lr_decay != 1.0:
+            group["lr"] = lr * scale
+        out.append(group)
+    return out
+
+
+def layers_below_top(name: str, depth: int) -> int:
+    """How many encoder layers lie above a parameter: 0 for the top layer, the pooler and everything
+    outside the encoder (heads), ``depth`` for the embeddings."""
+    if not name.startswith("encoder."):
+        return 0
+    rest = name[len("encoder."):]
+    if rest.startswith("embeddings."):
+        return depth
+    if rest.startswith("layers."):
+        return depth - 1 - int(rest.split(".")[1])
+    return 0
 
 
 def build_optimizer(config: ExperimentConfig, model: nn.Module, total_steps: int, extra: nn.Module | None = None):
     """AdamW over the model (decay on weights only) and ``extra``'s parameters (learned loss weights,
     never decayed), with the LR schedule over ``total_steps`` optimizer updates."""
     train = config.train
-    groups = parameter_groups(model, train.weight_decay)
+    groups = parameter_groups(model, train.weight_decay, train.layer_lr_decay, train.lr)
     extra_params = [p for p in extra.parameters() if p.requires_grad] if extra is not None else []
     if extra_params:
         groups.append({"params": extra_params, "weight_decay": 0.0})
     optimizer = make_optimizer(train.optimizer, groups, lr=train.lr, betas=tuple(train.betas), eps=train.eps)
     warmup = int(round(train.warmup_ratio * total_steps))
     return optimizer, make_lr_scheduler(optimizer, train.lr_schedule, warmup, total_steps)
+
+
+@dataclasses.dataclass
+class TrainingParts:
+    """What the loop runs, besides the model, data, schedule and balancer."""
+
+    objectives: dict[str, Objective]
+    penalties: list
+    optimizer: object
+    lr_scheduler: object
+    smart: Optional[Smart]
+    average: Optional[WeightAverage]
+    distillation: Optional[Distillation]
+
+
+def build_training_parts(config: ExperimentConfig, model: MultitaskModel, data: dict[str, TaskSplits],
+                         augmentations: list[Augmentation], train_tasks: Sequence[str], balancer: nn.Module,
+                         updates: int, counters: dict, run_dir: Path, precision: Precision,
+                         orientation: Callable[[str], Optional[Sequence[bool]]], data_dir: Optional[Path] = None,
+                         main_process: bool = True) -> TrainingParts:
+    """The objectives (label losses, augmentations; mixed with the teachers' targets where distilled, then
+    SMART's regulariser where it is on), penalties, optimizer and schedule over ``updates`` optimizer
+    updates, and the weight average. ``orientation(task)``: the pair-order flags the epoch shows."""
+    train = config.train
+    objectives = task_objectives(config, model, data, augmentations)
+    optimizer, lr_scheduler = build_optimizer(config, model, updates, balancer)
+    distillation = build_distillation(
+        train.distill, model, {task: data[task].get("train") for task in train_tasks if task in model.specs},
+        run_dir, precision, train.eval_batch_size, train.eval_max_tokens, orientation, data_dir,
+        use_cache=main_process)
+    if distillation is not None:
+        distillation.progress = lambda: lr_scheduler.last_epoch / max(1, updates)  # updates done, as a share
+        for task in train.distill.teachers:
+            objectives[task] = DistilledObjective(objectives[task], distillation, task)
+    smart = None
+    if train.smart.enabled:
+        smart = Smart(train.smart, model, updates, counters)
+        for task in smart.tasks:
+            if task in train_tasks:
+                objectives[task] = SmartObjective(objectives[task], smart)
+    average = build_weight_average(train.averaging, train.averaging_options, model, updates)
+    return TrainingParts(objectives, penalty_terms(config, model), optimizer, lr_scheduler, smart, average,
+                         distillation)

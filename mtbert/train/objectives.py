@@ -60,5 +60,5 @@ class SmartObjective(Objective):
         return self.inner
 
     def __call__(self, model: MultitaskModel, batch: Batch) -> torch.Tensor:
-        label = self.inner.label_loss(model(batch), batch.labels)
+        label = self.inner.loss(model, batch)  # the label loss (mixed with a teacher's, when distilled)
         return self.weight * label + self.smart.regularizer(model, batch)

@@ -36,14 +36,12 @@ from ..evaluate import (TaskPredictions, analysis_file, evaluate_split, predict_
                         write_analysis, write_predictions)
 from ..multitask import (MultitaskModel, Plan, TaskFeatures, build_balancer, build_schedule, build_surgery,
                          bucketed_batches, plan_counts, random_batches)
-from .averaging import build_weight_average
-from .builder import build_augmentations, build_model, build_optimizer, penalty_terms, task_objectives
+from .builder import build_augmentations, build_model, build_training_parts
 from ..precision import resolve_device, resolve_precision
 from .distributed import current_world, init_world, threads_per_process, wrap_for_data_parallel
 from .data import TaskSplits, labelled_split, load_augmentation_splits, load_task_splits
 from .interrupt import StopRequest
 from ..peft import build_selection, format_accounting, parameter_accounting
-from .objectives import SmartObjective
 from ..peft.delta import DELTA_FILE
 from .selection import select_parameters
 from .smart import Smart
@@ -104,8 +102,6 @@ class Trainer:
         missing = [t for t in self.train_tasks if self.data[t].get("train") is None or len(self.data[t].get("train")) == 0]
         if missing:
             raise ValueError(f"no training examples for task(s) {', '.join(missing)}")
-        self.objectives = task_objectives(config, self.model, self.data, augmentations)
-        self.penalties = penalty_terms(config, self.model)
         if train.pretrain_epochs and train.pretrain_task not in self.data:
             raise ValueError(f"train.pretrain_task {train.pretrain_task!r} is not one of data.tasks "
                              f"({', '.join(self.data)})")
@@ -123,17 +119,17 @@ class Trainer:
             plans = plans[: train.max_steps]
         self.total_steps = len(plans)
         updates = optimizer_steps(plans, train.step_mode)
-        self.optimizer, self.lr_scheduler = build_optimizer(config, self.model, updates, self.balancer)
         self.scaler = self.precision.grad_scaler()
         self.counters = {"examples": 0, "real_tokens": 0, "padded_tokens": 0, "train_seconds": 0.0,
                          "skipped_nonfinite": 0}
-        self.smart: Optional[Smart] = None
-        if train.smart.enabled:
-            self.smart = Smart(train.smart, self.model, updates, self.counters)
-            for task in self.smart.tasks:
-                if task in self.train_tasks:
-                    self.objectives[task] = SmartObjective(self.objectives[task], self.smart)
-        self.average = build_weight_average(train.averaging, train.averaging_options, self.model, updates)
+        self.epoch_swaps: dict[str, list[bool]] = {}  # this epoch's pair-order flags per task (see orient_pairs)
+        parts = build_training_parts(config, self.model, self.data, augmentations, self.train_tasks, self.balancer,
+                                     updates, self.counters, self.run_dir, self.precision, self.epoch_swaps.get,
+                                     data_dir, self.world.is_main)
+        self.objectives, self.penalties = parts.objectives, parts.penalties
+        self.optimizer, self.lr_scheduler = parts.optimizer, parts.lr_scheduler
+        self.smart: Optional[Smart] = parts.smart
+        self.average, self.distillation = parts.average, parts.distillation
         self.selection = build_selection(config.model.selection, config.model.selection_options) \
             if config.model.selection else None
         self.selection_report: dict = {}
@@ -163,7 +159,8 @@ class Trainer:
         generator = torch.Generator().manual_seed(train.seed * 100_003 + epoch)
         tasks = [train.pretrain_task] if epoch < train.pretrain_epochs else self.train_tasks
         sizes = {task: len(self.data[task].get("train")) for task in tasks}
-        batch_sizes = self.schedule.batch_sizes(sizes, train.batch_size)
+        schedule = self.schedule.for_epoch(max(0, epoch - train.pretrain_epochs), train.epochs)
+        batch_sizes = schedule.batch_sizes(sizes, train.batch_size)
         task_batches = {}
         for task in tasks:
             features = self.data[task].get("train")
@@ -172,18 +169,20 @@ class Trainer:
                                                       train.bucket_batches)
             else:
                 task_batches[task] = random_batches(len(features), batch_sizes[task], generator)
-        return self.schedule.plan(task_batches, generator)
+        return schedule.plan(task_batches, generator)
 
     def orient_pairs(self, epoch: int) -> None:
         """Draw the epoch's order of every training pair of the tasks whose pair order is not fixed: a
         pure function of seed and epoch, like the plan, so a resumed epoch sees the same pairs."""
         generator = torch.Generator().manual_seed(PAIR_ORDER_SEED + self.config.train.seed * 100_003 + epoch)
         self.epoch_train = {}
+        self.epoch_swaps.clear()
         for task in self.train_tasks:
             if self.model.pair_orders.get(task, "fixed") != "fixed":
                 features = self.data[task].get("train")
                 swap = (torch.rand(len(features), generator=generator) < 0.5).tolist()
                 self.epoch_train[task] = features.oriented(swap)
+                self.epoch_swaps[task] = swap
 
     def train_features(self, task: str) -> TaskFeatures:
         """A task's training features as this epoch shows them."""
