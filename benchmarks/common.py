@@ -14,7 +14,8 @@ import torch
 
 from mtbert.precision import cpu_has_native_bf16
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# Where benchmarks write their records; $MTBERT_BENCH_RESULTS moves them (a dry run of the GPU check, a test).
+RESULTS = Path(os.environ.get("MTBERT_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 REPO = Path(__file__).resolve().parents[1]
 # The working directory for a child ``python -c``/``-m`` that must run the mtbert this script imports: such a
 # child puts its working directory first on sys.path, so one started from the repository root takes the

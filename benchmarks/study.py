@@ -81,7 +81,20 @@ ROWS: dict[str, Row] = {
     "004-no-relational-layer": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "no-relational-layer"), FULL, 1),
     "004-combined-steps": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "combined-steps"), FULL, 1),
     "004-smart": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "smart"), FULL, 1),
+    # One model per task, each trained alone with the quickstart's encoder, head and budget
+    # (recipes/teachers/*.yaml), scored together: the teachers of the distilled rows (seed 0 is theirs).
+    "teachers": Row("", overrides=(), runner="teachers"),
+    # The quickstart taught by the teachers' seed 0, λ annealed from 0 to 1 (BAM!'s teacher annealing)
+    "distilled": Row("distilled.yaml", overrides=()),
+    "distilled-fixed-weight": Row("distilled.yaml", overrides=("train.distill.anneal=false",), seeds=1),
+    # The distilled row's three seeds (their heads start from one draw) averaged into one model
+    "distilled-soup": Row("", overrides=(), seeds=1, runner="soup", after="distilled"),
+    # Stickland & Murray's annealed task sampling: one task per step, p ∝ n^α, α from 1 to 0.2
+    "quickstart-annealed-sampling": Row("quickstart.yaml", overrides=("train.schedule=annealed",
+                                                                      "train.step_mode=combined"), seeds=1),
 }
+TEACHER_TASKS = ("sst", "quora", "sts")
+TEACHER_RUNS = REPO / "runs" / "teachers"  # where recipes/distilled.yaml trains (and reuses) its teachers
 # 001's report trained 10 epochs of new modules at lr 1e-3; its row keeps the report's epochs (said here).
 # 003's final stage trains one head at a time on the frozen system of the same seed (sst, then quora, then
 # sts, each from the previous stage's best/), one epoch per head: the report gives up to 30 epochs for
@@ -163,7 +176,34 @@ def mtbert_commands(name: str, row: Row, seed: int, root: Path, runs: Path, extr
     return [mtbert_command(row, run_paths(root, runs, name, seed)[1], seed, extra, resume)]
 
 
-RUNNERS = {"mtbert": mtbert_commands, "transformers": transformers_commands, "final-stage": final_stage_commands}
+def teachers_commands(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[str],
+                      resume: bool) -> list[list[str]]:
+    """Each task's teacher recipe trained alone (seed 0 in the distilled recipe's own teacher runs, reused
+    there once finished), then the three combined into the row's run (benchmarks/combined_run.py)."""
+    run_dir = run_paths(root, runs, name, seed)[1]
+    commands, parts = [], []
+    for task in TEACHER_TASKS:
+        part = TEACHER_RUNS / task if seed == 0 and not extra else run_dir.with_name(f"{run_dir.name}-{task}")
+        if not (part / "results.json").exists():
+            stopped = (part / "checkpoint.pt").exists()
+            commands.append(mtbert_command(Row(f"teachers/{task}.yaml", overrides=()), part, seed, extra, stopped))
+        parts.append(str(part))
+    return commands + [[sys.executable, str(REPO / "benchmarks" / "combined_run.py"), "--out", str(run_dir), *parts]]
+
+
+def soup_commands(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[str],
+                  resume: bool) -> list[list[str]]:
+    """The weight average of row.after's three seeds (benchmarks/soup_run.py)."""
+    ingredients = [run_paths(root, runs, row.after, s)[1] for s in range(3)]
+    missing = [str(p) for p in ingredients if not (p / "best").exists()]
+    if missing:
+        raise RuntimeError(f"{name} averages {row.after}'s seeds 0-2; not found: {', '.join(missing)}")
+    return [[sys.executable, str(REPO / "benchmarks" / "soup_run.py"), "--out", str(run_paths(root, runs, name, seed)[1]),
+             *map(str, ingredients)]]
+
+
+RUNNERS = {"mtbert": mtbert_commands, "transformers": transformers_commands, "final-stage": final_stage_commands,
+           "teachers": teachers_commands, "soup": soup_commands}
 
 
 def run_process(args: list[str], what: str, log: Path):

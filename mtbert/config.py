@@ -41,6 +41,9 @@ class ModelConfig:
     freeze: str = "none"              # none | encoder (train the heads only; the handout's "pretrain" mode) |
                                       #   embeddings (fix the embedding layer, train the rest)
     trainable_top_layers: int = 0     # with freeze: encoder, still train the top N layers and the pooler
+    init_seed: Optional[int] = None   # the seed of the new heads' random initialisation (null = train.seed);
+                                      #   runs that share it differ only in data order and dropout, as the
+                                      #   ingredients of a weight average (mtbert soup) should
     init_from: str = ""               # start from a saved mtbert model (a run's best/): encoder, heads, tokenizer
     trainable_heads: list[str] = dataclasses.field(default_factory=list)  # train only these heads, all else
                                       #   frozen, only their tasks in the schedule (report 003's final stage)

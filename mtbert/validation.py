@@ -80,6 +80,7 @@ RULES: dict[str, Check] = {
     "train.checkpoint_every": at_least(0, integer=True),
     "train.log_every": at_least(0, integer=True),
     "train.seed": at_least(0, integer=True),
+    "model.init_seed": at_least(0, integer=True, optional=True),
     "train.smart.weight": at_least(0),
     "train.smart.epsilon": above(0),
     "train.smart.sigma": at_least(0),

@@ -77,3 +77,14 @@ def test_the_soup_never_replaces_an_ingredient(tmp_path, runs):
     with pytest.raises(ValueError, match="holds an ingredient"):
         make_soup([runs["a"], runs["b"]], runs["a"] / "best", overwrite=True)
     assert (runs["a"] / "best" / "mtbert.json").exists()
+
+
+def test_runs_that_share_model_init_seed_start_from_the_same_heads(tmp_path, tiny_checkpoint, data_dir):
+    def heads(**extra):
+        config = load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir, **extra))
+        return Trainer(config, tmp_path / "unused").model.task_state()
+
+    shared = [heads(**{"train.seed": seed, "model.init_seed": 5}) for seed in (1, 2)]
+    assert all(torch.equal(shared[0][k], shared[1][k]) for k in shared[0])
+    own = [heads(**{"train.seed": seed}) for seed in (1, 2)]
+    assert not all(torch.equal(own[0][k], own[1][k]) for k in own[0])

@@ -81,8 +81,11 @@ class Trainer:
             torch.set_num_threads(train.num_threads or threads_per_process(self.world))
         self.precision = resolve_precision(train.precision, self.device)
         self.bars: Optional[bool] = None if train.progress and self.world.is_main else False  # None: on a terminal
-        torch.manual_seed(train.seed)
+        init_seed = config.model.init_seed
+        torch.manual_seed(train.seed if init_seed is None else init_seed)
         self.model: MultitaskModel = build_model(config).to(self.device)
+        if init_seed is not None:
+            torch.manual_seed(train.seed)  # dropout and everything after the heads' draw follow the run's seed
         if train.compile:
             self.model.encoder.compile(dynamic=True)  # in place: parameter names (and checkpoints) unchanged
         flag, data_dir = data_dir, config.resolved_data_dir(data_dir)
