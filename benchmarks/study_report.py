@@ -1,22 +1,28 @@
 """The study's records turned into what a reader needs: the table (mean ± sd over seeds per row), the
 quickstart against the tuned transformers reference per task, each report's claim with whether it holds
-here, and the recipe decision. Everything is computed from ``record.json`` files; nothing is typed.
+here, and the recipe decision. Everything is computed from ``record.json`` files and the dev predictions
+kept beside them; nothing is typed.
 
-A difference counts as real when it is larger than two standard deviations of seed noise: the pooled sd
-of the two rows where both have 2+ seeds, else the sd of whichever has, else the quickstart's (the same
-model and data, so the best estimate of a run's seed noise at this budget). A claim that two rows come
-close holds when they differ by no more than the larger of that margin and ``CLOSE``.
+A difference between two rows is judged by a paired bootstrap over the dev examples and the rows' seeds
+(``mtbert.evaluate.bootstrap``): it is real when its 95% interval excludes zero. Where the predictions or
+the dev labels are not at hand, the rule falls back to two standard deviations of seed noise (the pooled
+sd of the two rows where both have 2+ seeds, else the sd of whichever has, else one pooled over the rows
+with seeds). A claim that two rows come close holds when their difference is within ``CLOSE`` or its
+interval holds zero.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+import os
 import statistics
 from pathlib import Path
 
-from common import markdown_table
+from common import REPO, markdown_table
+from mtbert.evaluate.bootstrap import Interval, compare_prediction_dirs
 
 METRICS = {"sst_acc": "SST", "quora_acc": "Quora", "sts_pearson": "STS", "composite": "composite"}
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
@@ -73,7 +79,8 @@ CLAIMS = (
 def load(root: Path, rows) -> dict[str, list[dict]]:
     found = {}
     for name in rows:
-        records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((root / name).glob("seed*/record.json"))]
+        records = [{**json.loads(p.read_text(encoding="utf-8")), "record_dir": str(p.parent)}
+                   for p in sorted((root / name).glob("seed*/record.json"))]
         if records:
             found[name] = records
     return found
@@ -156,6 +163,46 @@ def noise(found: dict, a: str, b: str, key: str) -> tuple[float | None, str]:
     return None, "no seed spread measured"
 
 
+TASKS = ("sst", "quora", "sts")
+SAMPLES = 2000  # bootstrap replicates: the interval's ends move by about 0.001 between draws at this count
+
+
+def dev_data_dir() -> Path | None:
+    """The dev labels the bootstrap scores against: $MTBERT_DATA_DIR, else the data beside the checkout."""
+    path = Path(os.environ.get("MTBERT_DATA_DIR") or REPO.parent / "shared" / "data")
+    return path if (path / "sst-dev.csv").exists() or (path / "ids-sst-dev.csv").exists() else None
+
+
+@functools.lru_cache(maxsize=None)
+def _bootstrap(system: tuple[str, ...], other: tuple[str, ...], data_dir: str) -> dict[str, Interval]:
+    return compare_prediction_dirs([Path(d) / "predictions" for d in system], [Path(d) / "predictions" for d in other],
+                                   TASKS, Path(data_dir), SAMPLES)
+
+
+def paired(found: dict, system: str, other: str) -> dict[str, Interval] | None:
+    """The paired bootstrap of row ``system`` against row ``other`` over dev examples and seeds (metric key
+    and "composite" -> interval of system minus other), or None where a record's predictions or the dev
+    labels are missing."""
+    data_dir = dev_data_dir()
+    dirs = [tuple(r.get("record_dir", "") for r in found[name]) for name in (system, other)]
+    if data_dir is None or any(not d or not (Path(d) / "predictions").is_dir() for group in dirs for d in group):
+        return None
+    try:
+        return _bootstrap(dirs[0], dirs[1], str(data_dir))
+    except (OSError, ValueError):
+        return None
+
+
+def interval_verdict(expect: str, interval: Interval) -> str:
+    if expect == "close":
+        return "holds" if abs(interval.difference) <= CLOSE or not interval.excludes_zero else "does not hold"
+    if expect == "not lower":
+        return "does not hold" if interval.high < 0 else "holds"
+    if interval.low > 0:
+        return "holds"
+    return "does not hold" if interval.high < 0 else "within noise"
+
+
 def verdict(expect: str, diff: float, margin: float | None) -> str:
     if margin is None:
         return "not judged"
@@ -169,18 +216,26 @@ def verdict(expect: str, diff: float, margin: float | None) -> str:
 
 
 def claim_verdicts(found: dict, claim: Claim) -> list[tuple[str, float, float, float | None, str, str]]:
-    """Per metric of a claim whose rows have run: (metric, system mean, other mean, two sd, its source, verdict)."""
+    """Per metric of a claim whose rows have run: (metric, system mean, other mean, two sd, the bound's
+    source, verdict). The verdict is the paired bootstrap's where it can be computed (its interval is then
+    the source), else the seed-noise rule's."""
     out = []
+    intervals = paired(found, claim.system, claim.other)
     for key in claim.metrics:
         a, b = statistics.mean(values(found[claim.system], key)), statistics.mean(values(found[claim.other], key))
         margin, source = noise(found, claim.system, claim.other, key)
-        out.append((key, a, b, margin, source, verdict(claim.expect, a - b, margin)))
+        if intervals is not None:
+            interval = intervals[key]
+            out.append((key, a, b, margin, f"95% interval [{interval.low:+.3f}, {interval.high:+.3f}]",
+                        interval_verdict(claim.expect, interval)))
+        else:
+            out.append((key, a, b, margin, source, verdict(claim.expect, a - b, margin)))
     return out
 
 
 def short_of_seeds(found: dict, claim: Claim) -> list[str]:
     """The claim's rows with fewer than three seeds, where a verdict is "within noise": the study's rule
-    runs three wherever a difference is within two seed sds."""
+    runs three wherever a difference is within noise."""
     if not any(v[-1] == "within noise" for v in claim_verdicts(found, claim)):
         return []
     return sorted(name for name in (claim.system, claim.other) if len(found[name]) < 3)
@@ -199,9 +254,12 @@ def claim_line(found: dict, claim: Claim) -> str:
     parts, verdicts = [], []
     for key, a, b, margin, source, judged in claim_verdicts(found, claim):
         verdicts.append(judged)
-        bound = f"2 sd = {margin:.3f}, {source}" if margin is not None else source
-        if claim.expect == "close" and margin is not None:
-            bound = f"close: within {max(margin, CLOSE):.3f}, the larger of {CLOSE} and {bound}"
+        if source.startswith("95% interval"):
+            bound = source + (f"; close: within {CLOSE} or an interval that holds zero" if claim.expect == "close" else "")
+        else:
+            bound = f"2 sd = {margin:.3f}, {source}" if margin is not None else source
+            if claim.expect == "close" and margin is not None:
+                bound = f"close: within {max(margin, CLOSE):.3f}, the larger of {CLOSE} and {bound}"
         parts.append(f"{METRICS[key]} {a:.3f} ({claim.system}) vs {b:.3f} ({claim.other}), {a - b:+.3f} ({bound})")
     overall = verdicts[0] if len(set(verdicts)) == 1 else "partly: " + ", ".join(
         f"{METRICS[k]} {v}" for k, v in zip(claim.metrics, verdicts))
@@ -221,12 +279,18 @@ def welch_t(a: list[float], b: list[float]) -> float | None:
 def per_task(found: dict, ours: str, theirs: str) -> tuple[list[str], list[str]]:
     """Each task and the composite, row ``ours`` against row ``theirs``: (the lines, the tasks behind)."""
     lines, behind = [], []
+    intervals = paired(found, ours, theirs)
     for key in ("sst_acc", "quora_acc", "sts_pearson", "composite"):
         a, b = values(found[ours], key), values(found[theirs], key)
-        t = welch_t(a, b)
         diff = statistics.mean(a) - statistics.mean(b)
         if diff <= 0 and key != "composite":
             behind.append(METRICS[key])
+        if intervals is not None:
+            interval = intervals[key]
+            lines.append(f"{METRICS[key]} {cell(a)} against {cell(b)} ({diff:+.3f}, 95% interval "
+                         f"[{interval.low:+.3f}, {interval.high:+.3f}])")
+            continue
+        t = welch_t(a, b)
         lines.append(f"{METRICS[key]} {cell(a)} against {cell(b)} ({diff:+.3f}"
                      + (f", Welch's t {t:.1f})" if t is not None else ")"))
     return lines, behind
@@ -260,7 +324,8 @@ def against_former_recipe(found: dict) -> str:
 
 def against_trained_embeddings(found: dict) -> str:
     """The quickstart (embedding layer fixed) against the same recipe with it trained: its time, and whether
-    it scores the same (no task's mean lower by more than two seed sds, the claims' rule for a real
+    it scores the same (no task lower, judged as the claims are: a 95% interval below zero, or a mean lower
+    by more than two seed sds where the predictions are not at hand; the claims' rule for a real
     difference), the condition on which the study made the cheaper one the quickstart."""
     if "quickstart" not in found or TRAINED_EMBEDDINGS not in found:
         return f"The quickstart against the same recipe with the embedding layer trained ({TRAINED_EMBEDDINGS}): not run yet."
@@ -269,7 +334,7 @@ def against_trained_embeddings(found: dict) -> str:
     lower = [METRICS[key] + (" (not judged)" if judged == "not judged" else "")
              for key, *_, judged in claim_verdicts(found, same) if judged != "holds"]
     minutes = [statistics.mean(r["wall_seconds"] for r in found[row]) / 60 for row in ("quickstart", TRAINED_EMBEDDINGS)]
-    judged = "scores the same within two seed sds on every task" if not lower else f"scores lower on {', '.join(lower)}"
+    judged = "is lower on no task" if not lower else f"scores lower on {', '.join(lower)}"
     return (f"The quickstart (the embedding layer fixed) against the same recipe with it trained ({TRAINED_EMBEDDINGS}, "
             f"report 004's system as published; {len(found['quickstart'])} and {len(found[TRAINED_EMBEDDINGS])} seeds): "
             f"{minutes[0]:.1f} min a run against {minutes[1]:.1f} ({minutes[0] / minutes[1] - 1:+.0%}); it {judged}: "
@@ -288,28 +353,56 @@ def seed_noise(found: dict, key: str = "composite") -> float | None:
     return math.sqrt(statistics.mean(variances)) if variances else None
 
 
+# Rows whose cost includes other rows' runs: a distilled student's teachers (trained once, seed 0), a
+# soup's ingredients (every seed of the row it averages).
+TEACHERS_ROW = "teachers"
+SOUPS = {"distilled-soup": "distilled"}
+NOT_CANDIDATES = ("quickstart", "hf-reference", TEACHERS_ROW)
+
+
+def run_minutes(found: dict, name: str) -> float:
+    """What one run of a row costs from scratch, in minutes: its own wall time, plus its teachers' (seed 0)
+    for a distilled row, plus every ingredient's for a soup."""
+    minutes = statistics.mean(r["wall_seconds"] for r in found[name]) / 60
+    if name in SOUPS and SOUPS[name] in found:
+        minutes += sum(r["wall_seconds"] for r in found[SOUPS[name]]) / 60
+        name = SOUPS[name]
+    if name.startswith("distilled") and TEACHERS_ROW in found:
+        minutes += sum(r["wall_seconds"] for r in found[TEACHERS_ROW] if r["seed"] == 0) / 60
+    return minutes
+
+
 def recipe_decision(found: dict) -> str:
+    """A row replaces the quickstart only when the paired bootstrap's 95% interval of its composite gain
+    lies above zero (the seed-noise rule where the predictions are not at hand), at 3 seeds."""
     if "quickstart" not in found or len(found["quickstart"]) < 2:
         return "The recipe decision waits for the quickstart's seeds."
     base, _ = mean_sd(values(found["quickstart"], "composite"))
     sd = seed_noise(found)
-    base_time = statistics.mean(r["wall_seconds"] for r in found["quickstart"])
-    better = []
+    base_time = run_minutes(found, "quickstart")
+    better, judged_by_sd = [], []
     for name, records in found.items():
-        if (name in ("quickstart", "hf-reference") or TWINS.get(name) == "quickstart"
-                or records[0].get("runner", "mtbert") != "mtbert"):
+        if (name in NOT_CANDIDATES or TWINS.get(name) == "quickstart"
+                or records[0].get("runner", "mtbert") not in ("mtbert", "soup")):
             continue
         mean = statistics.mean(values(records, "composite"))
-        if mean > base + sd:
-            cost = statistics.mean(r["wall_seconds"] for r in records) / base_time
-            better.append(f"{name} ({mean:.3f}, {mean - base:+.3f}, {len(records)} seed(s), {cost:.1f}x the time)")
+        intervals = paired(found, name, "quickstart")
+        if intervals is None:
+            judged_by_sd.append(name)
+            ahead, gain = mean > base + sd, f"{mean - base:+.3f}"
+        else:
+            ahead, gain = intervals["composite"].low > 0, str(intervals["composite"])
+        if ahead:
+            cost = run_minutes(found, name) / base_time
+            better.append(f"{name} ({mean:.3f}, {gain}, {len(records)} seed(s), {cost:.1f}x the time)")
     same = [name for name, twin in TWINS.items() if twin == "quickstart" and name in found]
     note = (f" ({', '.join(same)} trains the quickstart's own config, so it is not a candidate.)" if same else "")
+    rule = ("a composite gain over the quickstart whose paired-bootstrap 95% interval lies above zero"
+            + (f" (where a row's dev predictions are not at hand: a mean above the quickstart's {base:.3f} + "
+               f"{sd:.3f}, {SEED_SD})" if judged_by_sd else ""))
     if not better:
-        return (f"No row run so far beats the quickstart's mean composite by more than one seed sd ({base:.3f} + "
-                f"{sd:.3f}, {SEED_SD}); the quickstart stays the recipe.{note}")
-    return (f"Rows above the quickstart's mean composite plus one seed sd ({base:.3f} + {sd:.3f}, {SEED_SD}): "
-            + "; ".join(better)
+        return f"No row run so far has {rule}; the quickstart stays the recipe.{note}"
+    return (f"Rows with {rule}: " + "; ".join(better)
             + f". A row with fewer than 3 seeds needs them before it replaces the quickstart.{note}")
 
 
