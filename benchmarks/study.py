@@ -315,6 +315,8 @@ def run_one(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[
                for args in RUNNERS[row.runner](name, row, seed, root, runs, extra, resume))
     wall = time.perf_counter() - started + earlier
     results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    if "parts" in results:  # a combined row: its parts' own sittings, trained now or earlier (combining: < 1 s)
+        wall = sum(earlier_sittings_seconds(Path(p)) for p in results["parts"].values())
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     record = {
         "row": name, "seed": seed, "runner": row.runner, "recipe": row.recipe, "variants": list(row.variants),
