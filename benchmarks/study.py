@@ -89,6 +89,14 @@ ROWS: dict[str, Row] = {
     "distilled-fixed-weight": Row("distilled.yaml", overrides=("train.distill.anneal=false",), seeds=1),
     # The distilled row's three seeds (their heads start from one draw) averaged into one model
     "distilled-soup": Row("", overrides=(), seeds=1, runner="soup", after="distilled"),
+    # The quickstart with every seed's heads from one draw, so that its seeds can be averaged, and that average
+    "quickstart-shared-init": Row("quickstart.yaml", overrides=("model.init_seed=0",)),
+    "quickstart-soup": Row("", overrides=(), seeds=1, runner="soup", after="quickstart-shared-init"),
+    # The quickstart with report 003's per-task transformer layer as every head (SAM and PCGrad off: the study
+    # found both within noise)
+    "quickstart-transformer-heads": Row("quickstart.yaml", overrides=(
+        "model.heads={sst: {type: transformer_layer, pooling: mean, dropout: 0.3}, quora: {type: transformer_layer, "
+        "pooling: mean, dropout: 0.3}, sts: {type: transformer_layer, pooling: mean, dropout: 0.3}}",), seeds=1),
     # Stickland & Murray's annealed task sampling: one task per step, p ∝ n^α, α from 1 to 0.2
     "quickstart-annealed-sampling": Row("quickstart.yaml", overrides=("train.schedule=annealed",
                                                                       "train.step_mode=combined"), seeds=1),

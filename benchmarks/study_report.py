@@ -356,7 +356,7 @@ def seed_noise(found: dict, key: str = "composite") -> float | None:
 # Rows whose cost includes other rows' runs: a distilled student's teachers (trained once, seed 0), a
 # soup's ingredients (every seed of the row it averages).
 TEACHERS_ROW = "teachers"
-SOUPS = {"distilled-soup": "distilled"}
+SOUPS = {"distilled-soup": "distilled", "quickstart-soup": "quickstart-shared-init"}
 NOT_CANDIDATES = ("quickstart", "hf-reference", TEACHERS_ROW)
 
 

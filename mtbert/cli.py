@@ -63,7 +63,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             # No name keeps the Trainer: close_world can then free it, and the process group it holds,
             # while the interpreter is fully alive.
-            results = Trainer(config, run_dir, data_dir=args.data_dir).train(resume=bool(args.resume))
+            results = Trainer(config, run_dir, data_dir=args.data_dir,
+                              trust_checkpoint=args.trust_checkpoint).train(resume=bool(args.resume))
             finished = True
         finally:
             close_world(finished)
@@ -106,6 +107,10 @@ def run_summary(results: dict, run_dir: Path) -> str:
                if key not in ("step", "epoch", "split", "train_loss", "lr") and isinstance(value, (int, float))]
     lines = [f"trained {results['steps']} steps in {results['train_seconds'] / 60:.1f} min "
              f"({results['train_tokens_per_second']:,.0f} tokens/s, {results['precision']} on {results['device']})"]
+    skipped = results.get("skipped_nonfinite_batches", 0)
+    if skipped:
+        lines.append(f"warning: {skipped} update(s) skipped for a non-finite loss (results.json: "
+                     "skipped_nonfinite_batches); the model learned from fewer batches than planned")
     if metrics:
         lines.append(f"best dev, after step {best.get('step')} (epoch {best.get('epoch')}):")
         width = max(len(key) for key, _ in metrics)
@@ -119,7 +124,7 @@ def _load_model_and_precision(args: argparse.Namespace):
     from .multitask import MultitaskModel
     from .precision import resolve_device, resolve_precision
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, option="--device")
     model = MultitaskModel.from_pretrained(args.model, base=args.base)
     return model.to(device), resolve_precision(args.precision, device)
 
@@ -157,10 +162,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Labels, probabilities and scores for sentences or pairs, from --text, a file, or standard input."""
     from .evaluate import write_predictions
     from .inference import Predictor
-    from .inference.inputs import read_inputs, read_stream, write_answers
+    from .inference.inputs import read_inputs, read_stream, valid_unicode, write_answers
+    from .precision import resolve_device
     from .tasks.readers import read_text
 
     _setup_logging()
+    resolve_device(args.device, option="--device")  # a bad --device is named before the model loads
     predictor = Predictor.from_pretrained(args.model, args.device, args.precision, args.base, args.batch_size,
                                           args.max_tokens)
     specs = predictor.tasks
@@ -170,6 +177,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.text:
         if args.text_pair and len(args.text_pair) != len(args.text):
             raise ValueError("give one --text-pair per --text")
+        for flag, values in (("--text", args.text), ("--text-pair", args.text_pair or [])):
+            for number, value in enumerate(values, start=1):
+                if not valid_unicode(value):
+                    raise ValueError(f"{flag} number {number} holds bytes that are not UTF-8 text")
         inputs = [(t,) if not args.text_pair else (t, p) for t, p in zip(args.text, args.text_pair or args.text)]
         ids = [str(i + 1) for i in range(len(inputs))]
     else:
@@ -213,9 +224,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         if importlib.util.find_spec("onnx") is None:  # the exporter writes through it
             raise ImportError("--format onnx needs the export extra: pip install -e '.[export]' (onnx, onnxscript)")
-        export_onnx(model, output, args.overwrite)
+        export_onnx(model, output, args.overwrite, source=args.model)
     else:
-        export_sentence_transformers(model, output, args.pooling, args.normalize, args.overwrite)
+        export_sentence_transformers(model, output, args.pooling, args.normalize, args.overwrite, source=args.model)
     print(f"wrote {output} ({args.format})")
     return 0
 
@@ -241,7 +252,7 @@ def cmd_soup(args: argparse.Namespace) -> int:
     from .precision import resolve_device, resolve_precision
 
     _setup_logging()
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, option="--device")
     precision = resolve_precision(args.precision, device)
     score = None
     if args.method == "greedy" or not args.no_eval:
@@ -255,9 +266,11 @@ def cmd_soup(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .precision import resolve_device
     from .serve.app import serve
 
     _setup_logging()
+    resolve_device(args.device, option="--device")
     serve(str(args.model), args.host, args.port, args.device, args.precision, args.window_ms, args.max_tokens,
           str(args.base) if args.base else None)
     return 0
@@ -320,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_DIR", type=existing("dir"),
                        help="continue a stopped run from its checkpoint")
     train.add_argument("--overwrite", action="store_true", help="start again in a directory that holds a run")
+    train.add_argument("--trust-checkpoint", action="store_true",
+                       help="--resume from a checkpoint.pt that has no checksum beside it (it cannot be verified)")
     train.add_argument("--data-dir", type=existing("dir"), help="directory of the task files (before $MTBERT_DATA_DIR, the config's "
                        "data.dir and ./data)")
     train.set_defaults(handler=cmd_train)

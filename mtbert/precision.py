@@ -7,6 +7,8 @@ gradient scaler. ``fp32`` turns autocast off everywhere.
 
 from __future__ import annotations
 
+import re
+
 import contextlib
 import dataclasses
 from typing import Optional
@@ -22,22 +24,28 @@ def cpu_has_native_bf16() -> bool:
     return any(check() for check in checks if check is not None)
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto``: CUDA when present (the process's own GPU under torchrun), else CPU."""
+DEVICE_NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def resolve_device(name: str, local_rank: int = 0, option: str = "train.device") -> torch.device:
+    """``auto``: CUDA when present (the process's own GPU under torchrun), else CPU. ``option``: what the
+    user set it with (``train.device``, ``--device``), for the errors."""
+    if not isinstance(name, str) or not DEVICE_NAME.match(name):
+        raise ValueError(f"{option} {name!r} is not a device: auto, cpu, mps, cuda or cuda:N")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type != "cuda":
         return device
     if not torch.cuda.is_available():
-        raise ValueError(f"train.device={name} but CUDA is not available on this machine")
+        raise ValueError(f"{option}={name} but CUDA is not available on this machine")
     count = torch.cuda.device_count()
     if device.index is None and local_rank >= count:
         raise ValueError(f"this process (LOCAL_RANK={local_rank}) would train on GPU {local_rank}, but this machine "
                          f"has {count} GPU(s): start at most {count} process(es) per node (torchrun "
                          f"--nproc_per_node={count}), or set train.device=cpu")
     if device.index is not None and device.index >= count:
-        raise ValueError(f"train.device={name} but this machine has {count} GPU(s) (cuda:0 to cuda:{count - 1})")
+        raise ValueError(f"{option}={name} but this machine has {count} GPU(s) (cuda:0 to cuda:{count - 1})")
     device = torch.device("cuda", local_rank if device.index is None else device.index)
     torch.cuda.set_device(device)
     return device

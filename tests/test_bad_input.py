@@ -231,8 +231,28 @@ def test_a_checkpoint_missing_a_key_is_named(stopped_run, capsys):
     del state["optimizer"]
     torch.save(state, run / "checkpoint.pt")
     (run / "checkpoint.pt.sha256").unlink()
-    code = main(["train", "--resume", str(run)])
+    code = main(["train", "--resume", str(run), "--trust-checkpoint"])
     assert "checkpoint.pt lacks optimizer: not a complete mtbert training checkpoint" in one_line_error(capsys, code)
+
+
+def test_a_checkpoint_without_its_checksum_is_refused_unless_trusted(stopped_run, capsys):
+    run, _ = stopped_run
+    (run / "checkpoint.pt.sha256").unlink()
+    code = main(["train", "--resume", str(run)])
+    err = one_line_error(capsys, code)
+    assert "has no checksum beside it" in err and "--trust-checkpoint" in err
+    assert main(["train", "--resume", str(run), "--trust-checkpoint"]) == 0
+
+
+def test_a_checkpoint_whose_step_cannot_be_reached_is_refused(stopped_run, capsys):
+    from mtbert.train.state import atomic_torch_save
+
+    run, _ = stopped_run
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["step"] = 10 ** 9
+    atomic_torch_save(state, run / "checkpoint.pt")  # a valid checksum: an edit that a checksum cannot catch
+    code = main(["train", "--resume", str(run)])
+    assert "step 1000000000 is not one this run can reach" in one_line_error(capsys, code)
 
 
 def test_a_damaged_metrics_file_is_named_with_its_line(finished_run, tmp_path, capsys):
@@ -342,3 +362,117 @@ def test_json_files_of_a_run_are_named_when_broken(tmp_path):
     with pytest.raises(ConfigError, match=r"bad.yaml, line 3: not valid YAML"):
         (tmp_path / "bad.yaml").write_text("train:\n  lr: [1\n")
         load_config(tmp_path / "bad.yaml")
+
+
+# ----- values that cannot be right, and odd values: one line each, never an internal error -------------
+def rewrite_model(model: Path, edit) -> None:
+    """Change a saved model and re-stamp its checksums, as a careless edit (or a bug) would leave it."""
+    from mtbert.integrity import write_checksums
+
+    edit(model)
+    write_checksums(model)
+
+
+def test_a_model_with_non_finite_weights_is_refused_at_load(trained_model, capsys):
+    from safetensors.torch import load_file, save_file
+
+    def poison(model):
+        heads = load_file(str(model / "heads.safetensors"))
+        key = next(k for k in heads if k.startswith("heads.sst"))
+        heads[key][0] = float("nan")
+        save_file(heads, str(model / "heads.safetensors"), metadata={"format": "pt"})
+    rewrite_model(trained_model, poison)
+    code = main(["predict", "--model", str(trained_model), "--text", "A film.", "--format", "json"])
+    assert "holds NaN or infinite values" in one_line_error(capsys, code)
+
+
+@pytest.mark.parametrize("length", [0, 100_000])
+def test_a_model_whose_length_the_encoder_cannot_hold_is_refused(trained_model, capsys, length):
+    def edit(model):
+        description = json.loads((model / "mtbert.json").read_text())
+        description["max_length"] = length
+        (model / "mtbert.json").write_text(json.dumps(description))
+    rewrite_model(trained_model, edit)
+    code = main(["evaluate", "--model", str(trained_model)])
+    assert f"max_length {length} must be a whole number from 1" in one_line_error(capsys, code)
+
+
+def test_a_max_length_beyond_the_encoders_positions_is_refused(tmp_path, tiny_checkpoint, data_dir, capsys):
+    code = main(train_args(tmp_path / "run", tiny_checkpoint, data_dir) + ["--set", "model.max_length=4096"])
+    assert "model.max_length 4096 is beyond the 128 positions" in one_line_error(capsys, code)
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "tpu:0"])
+def test_an_unknown_device_is_named_with_its_option(trained_model, capsys, device):
+    code = main(["predict", "--model", str(trained_model), "--text", "A film.", "--device", device])
+    err = one_line_error(capsys, code)
+    assert f"--device {device!r} is not a device" in err
+
+
+def test_text_that_is_not_utf8_is_refused(trained_model, capsys):
+    code = main(["predict", "--model", str(trained_model), "--text", "caf\udcc3\udca9 bytes"])
+    assert "--text number 1 holds bytes that are not UTF-8" in one_line_error(capsys, code)
+
+
+def test_a_header_only_task_file_and_a_blank_file_are_refused(trained_model, tmp_path, capsys):
+    header = tmp_path / "header.csv"
+    header.write_text("id\tsentence\tsentiment\n")
+    code = main(["predict", "--model", str(trained_model), "--task", "sst", "--input", str(header)])
+    assert "a header of task 'sst''s columns and no examples" in one_line_error(capsys, code)
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n")
+    code = main(["predict", "--model", str(trained_model), "--task", "sst", "--input", str(blank)])
+    assert "no input" in one_line_error(capsys, code)
+
+
+def test_a_task_file_with_another_delimiter_is_not_read_as_plain_text(trained_model, tmp_path, capsys):
+    commas = tmp_path / "sst.csv"
+    commas.write_text("id,sentence,sentiment\na1,A gorgeous film.,4\n")
+    code = main(["predict", "--model", str(trained_model), "--task", "sst", "--input", str(commas)])
+    err = one_line_error(capsys, code)
+    assert "separated by ','" in err and "line 1" in err
+
+
+@pytest.mark.parametrize("url, message", [("not a url", "is not a database URL"),
+                                          ("sqlite:////no/such/dir/study.db", "cannot be opened")])
+def test_a_bad_search_storage_is_one_line_at_once(tmp_path, url, message, capsys):
+    started = time.perf_counter()
+    code = main(["search", "--config", "recipes/search/quickstart.yaml", "--trials", "1", "--output-dir",
+                 str(tmp_path / "s"), "--storage", url])
+    assert message in one_line_error(capsys, code) and time.perf_counter() - started < 20
+
+
+@pytest.mark.parametrize("target", ["model", "run", "parent"])
+def test_export_overwrite_never_removes_its_source_or_a_run(finished_run, tmp_path, capsys, target):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    output = {"model": run / "best", "run": run, "parent": tmp_path}[target]
+    code = main(["export", "--model", str(run / "best"), "--format", "sentence-transformers", str(output), "--overwrite"])
+    assert "this command reads" in one_line_error(capsys, code)
+    assert (run / "best" / "mtbert.json").exists() and (run / "checkpoint.pt").exists()
+    other = tmp_path / "other-run"
+    shutil.copytree(finished_run, other)
+    code = main(["export", "--model", str(run / "best"), "--format", "sentence-transformers", str(other), "--overwrite"])
+    assert "is a run directory: --overwrite never removes one" in one_line_error(capsys, code)
+    assert (other / "checkpoint.pt").exists()
+    # an earlier export is what --overwrite replaces
+    assert main(["export", "--model", str(run / "best"), "--format", "sentence-transformers", str(tmp_path / "st")]) == 0
+    assert main(["export", "--model", str(run / "best"), "--format", "sentence-transformers", str(tmp_path / "st"),
+                 "--overwrite"]) == 0
+
+
+def test_a_run_that_skipped_updates_says_so(tmp_path, tiny_checkpoint, data_dir, capsys, monkeypatch):
+    """Fewer skipped updates than the stop limit: the run finishes (exit 0) and says what it skipped."""
+    from mtbert.train.step import StepRunner
+
+    real, calls = StepRunner._shard_loss, []
+
+    def one_bad(self, task, indices):
+        loss, batch, counted = real(self, task, indices)
+        calls.append(task)
+        return (loss * float("nan") if len(calls) == 2 else loss), batch, counted
+    monkeypatch.setattr(StepRunner, "_shard_loss", one_bad)
+    code = main(train_args(tmp_path / "run", tiny_checkpoint, data_dir))
+    out = capsys.readouterr().out
+    assert code == 0 and "warning: 1 update(s) skipped for a non-finite loss" in out
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["skipped_nonfinite_batches"] == 1

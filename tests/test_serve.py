@@ -98,6 +98,68 @@ def test_concurrent_requests_share_encoder_passes(predictor):
     assert batcher.requests == 24 and batcher.passes < 24 / 2, batcher.passes
 
 
+BAD_BODIES = [  # what a client can send that must fail alone, with a 4xx
+    b'{"inputs": ["\\ud800 x"]}',                  # a lone surrogate: JSON carries it, no tokenizer takes it
+    b"[" * 100_000 + b"]" * 100_000,                  # nested past Python's recursion limit
+    b'{"inputs": [["a", "\\udfff"]]}',
+    b'{"inputs": "  "}',
+    b"\xff\xfe not utf-8",
+]
+
+
+def test_bad_requests_fail_alone_among_concurrent_good_ones(predictor):
+    """32 clients at once, every fourth request bad: each good one 200 with the Predictor's answer, each bad
+    one a 4xx, none a 500 (in-process: bounded in count and time, no network)."""
+    async def body(app, http):
+        requests = []
+        for i in range(96):
+            if i % 4 == 3:
+                requests.append(("bad", http.post("/predict/sst", content=BAD_BODIES[(i // 4) % len(BAD_BODIES)],
+                                                  headers={"content-type": "application/json"})))
+            else:
+                requests.append((f"good sentence {i}", http.post("/predict/sst", json={"inputs": [f"good sentence {i}"]})))
+        responses = []
+        for start in range(0, len(requests), 32):  # 32 concurrent clients, three rounds
+            chunk = requests[start:start + 32]
+            responses += list(zip([r[0] for r in chunk], await asyncio.wait_for(
+                asyncio.gather(*[r[1] for r in chunk]), timeout=120)))
+        return responses
+    responses = run(with_app(predictor, body, window_ms=20.0))
+    good = [(text, r) for text, r in responses if text != "bad"]
+    bad = [r for text, r in responses if text == "bad"]
+    assert all(r.status_code == 200 for _, r in good), [r.text for _, r in good if r.status_code != 200][:3]
+    labels = [a.label_id for a in predictor.predict("sst", [text for text, _ in good])]
+    assert [r.json()["predictions"][0]["label_id"] for _, r in good] == labels
+    assert all(400 <= r.status_code < 500 for r in bad), [(r.status_code, r.text[:80]) for r in bad]
+    assert all("\n" not in r.json()["error"] for r in bad)
+
+
+def test_a_request_the_model_cannot_take_fails_alone(predictor, monkeypatch):
+    """Whatever makes the model's pass fail for one request's inputs, the requests batched with it are answered."""
+    real = predictor.predict
+
+    def fussy(task, inputs):
+        if any("poison" in text for text in inputs):
+            raise RuntimeError("cannot encode this\nsecond line")
+        return real(task, inputs)
+    monkeypatch.setattr(predictor, "predict", fussy)
+
+    async def body(app, http):
+        return await asyncio.gather(*[http.post("/predict/sst", json={"inputs": [text]})
+                                      for text in ("fine one", "poison", "fine two")])
+    ok1, poisoned, ok2 = run(with_app(predictor, body, window_ms=50.0))
+    assert ok1.status_code == ok2.status_code == 200
+    assert poisoned.status_code == 422 and "cannot encode this" in poisoned.json()["error"]
+    assert "\n" not in poisoned.json()["error"]
+
+
+def test_inputs_may_be_one_sentence(predictor):
+    async def body(app, http):
+        return await http.post("/predict/sst", json={"inputs": "A gorgeous film."})
+    response = run(with_app(predictor, body))
+    assert response.status_code == 200 and len(response.json()["predictions"]) == 1
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

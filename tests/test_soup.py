@@ -74,7 +74,7 @@ def test_models_with_other_heads_are_refused_saying_what_differs(tmp_path, runs,
 
 
 def test_the_soup_never_replaces_an_ingredient(tmp_path, runs):
-    with pytest.raises(ValueError, match="holds an ingredient"):
+    with pytest.raises(ValueError, match="which this command reads"):
         make_soup([runs["a"], runs["b"]], runs["a"] / "best", overwrite=True)
     assert (runs["a"] / "best" / "mtbert.json").exists()
 

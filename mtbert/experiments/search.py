@@ -179,13 +179,29 @@ def open_study(search: SearchConfig, storage: str, name: str):
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
-    kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+    try:
+        url = make_url(storage)
+    except ArgumentError:
+        raise ValueError(f"--storage {storage!r} is not a database URL (e.g. sqlite:///study.db or "
+                         "postgresql://user@host/db)") from None
+    kwargs = {"connect_args": {"timeout": 60}} if url.drivername.startswith("sqlite") else {}
     for attempt in range(8):  # two workers creating the tables at the same moment: the loser retries
         try:
             rdb = optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
             return optuna.create_study(study_name=name, storage=rdb, sampler=make_sampler(search),
                                        pruner=make_pruner(search), direction=search.direction, load_if_exists=True)
-        except SQLAlchemyError:  # "database is locked", or the other worker stamped the schema version first
+        except (NoSuchModuleError, ImportError) as error:
+            raise ValueError(f"--storage {storage!r}: no database driver for {url.drivername!r} ({error})") from None
+        except OperationalError as error:
+            locked = "locked" in str(error).lower()
+            if not locked or attempt == 7:  # not the other worker's lock: the database cannot be reached
+                first = str(error.orig if getattr(error, "orig", None) else error).splitlines()[0]
+                raise ValueError(f"--storage {storage!r} cannot be opened: {first}") from None
+            time.sleep(0.5 * (attempt + 1))
+        except SQLAlchemyError:  # the other worker stamped the schema version first
             if attempt == 7:
                 raise
             time.sleep(0.5 * (attempt + 1))

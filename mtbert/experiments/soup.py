@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
 
 from ..multitask import MultitaskModel
+from ..output_dir import prepare_output_dir
 
 log = logging.getLogger("mtbert")
 SOUP_METHODS = ("uniform", "greedy")
@@ -127,16 +127,7 @@ def clone(model: MultitaskModel) -> MultitaskModel:
 def write_soup(model: MultitaskModel, output: Path, record: dict, overwrite: bool = False) -> Path:
     """``output`` as a model directory, with ``soup.json`` saying how it was made."""
     output = Path(output)
-    sources = {Path(p).resolve() for p in record["ingredients"]}
-    if output.resolve() in sources or any(output.resolve() in s.parents for s in sources):
-        raise ValueError(f"{output} holds an ingredient of the soup; write the soup elsewhere")
-    if output.exists() and any(output.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{output} is not empty: --overwrite to replace it, or choose another --output")
-        if not (output / "mtbert.json").exists():
-            raise FileExistsError(f"{output} is not empty and is not a model directory: it is not replaced")
-        shutil.rmtree(output)
-    output.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(output, overwrite, [Path(p) for p in record["ingredients"]], earlier=SOUP_FILE)
     (output / SOUP_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     model.save_mode = "full"  # the average is a new encoder, not a delta on any one ingredient's base
     model.save_pretrained(output)

@@ -15,25 +15,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from ..output_dir import prepare_output_dir
 from ..multitask import MultitaskModel
 from ..multitask.features import Batch
 
 ST_POOLINGS = ("mean", "cls")
-
-
-def _prepare(output: Path, overwrite: bool) -> None:
-    if output.exists() and any(output.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{output} is not empty: choose another directory, or --overwrite")
-        shutil.rmtree(output)
-    output.mkdir(parents=True, exist_ok=True)
 
 
 def default_pooling(model: MultitaskModel) -> str:
@@ -43,7 +35,9 @@ def default_pooling(model: MultitaskModel) -> str:
 
 
 def export_sentence_transformers(model: MultitaskModel, output: Path, pooling: Optional[str] = None,
-                                 normalize: bool = False, overwrite: bool = False) -> Path:
+                                 normalize: bool = False, overwrite: bool = False, source: Optional[Path] = None) -> Path:
+    """The encoder with its pooling as a sentence-transformers model in ``output`` (``source``: the model
+    directory it came from, which ``overwrite`` never removes)."""
     if model.peft:
         raise ValueError(f"the model holds PEFT modules ({', '.join(model.peft)}) that a plain BERT checkpoint "
                          "cannot hold: sentence-transformers would load the encoder without them")
@@ -51,7 +45,7 @@ def export_sentence_transformers(model: MultitaskModel, output: Path, pooling: O
     if pooling not in ST_POOLINGS:
         raise ValueError(f"pooling {pooling!r} has no sentence-transformers equivalent (the BERT pooler layer is not "
                          f"one of its modules): pass --pooling {' or '.join(ST_POOLINGS)}")
-    _prepare(output, overwrite)
+    prepare_output_dir(output, overwrite, [source] if source else [], earlier="modules.json")
     model.encoder.save_pretrained(output)
     model.tokenizer.save_pretrained(output)
     hidden = model.encoder.config.hidden_size
@@ -88,11 +82,12 @@ class TaskGraph(torch.nn.Module):
         return self.model(batch).scores.float()
 
 
-def export_onnx(model: MultitaskModel, output: Path, overwrite: bool = False, opset: int = 17) -> Path:
+def export_onnx(model: MultitaskModel, output: Path, overwrite: bool = False, opset: int = 17,
+                source: Optional[Path] = None) -> Path:
     if model.peft:
         raise ValueError(f"the model holds PEFT modules ({', '.join(model.peft)}) whose forward hooks ONNX export "
                          "does not follow: export is for models without them")
-    _prepare(output, overwrite)
+    prepare_output_dir(output, overwrite, [source] if source else [], earlier="mtbert-onnx.json")
     model = model.float().eval()
     description = {"opset": opset, "tasks": {}}
     for task, spec in model.specs.items():

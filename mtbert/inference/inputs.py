@@ -12,6 +12,19 @@ from ..tasks import DataError, TaskSpec, read_examples
 from ..tasks.readers import check_id
 from .predictor import Prediction
 
+def valid_unicode(text: str) -> bool:
+    """False for text no tokenizer can encode: lone surrogates (what non-UTF-8 bytes in a command-line
+    argument, or a ``\\ud800`` escape in JSON, become in Python)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+OTHER_DELIMITERS = (",", ";", "|", "\t")
+
+
 def looks_like_task_file(spec: TaskSpec, first_line: str) -> bool:
     header = {name.strip() for name in first_line.rstrip("\r\n").split(spec.delimiter)}
     return all(column in header for column in spec.text_columns)
@@ -24,7 +37,16 @@ def read_inputs(text: str, source: str, spec: Optional[TaskSpec], path: Optional
     lines = text.splitlines()
     if spec is not None and path is not None and lines and looks_like_task_file(spec, lines[0]):
         examples = read_examples(spec, path, labelled=False).examples
+        if not examples:
+            raise DataError(path, 1, f"a header of task {spec.name!r}'s columns and no examples after it")
         return [e.id for e in examples], [e.texts for e in examples]
+    if spec is not None and lines:
+        for delimiter in OTHER_DELIMITERS:
+            header = {name.strip() for name in lines[0].split(delimiter)}
+            if delimiter != spec.delimiter and all(column in header for column in spec.text_columns):
+                raise DataError(source, 1, f"a header of task {spec.name!r}'s columns separated by {delimiter!r}, "
+                                           f"but its files are separated by {spec.delimiter!r}: save it with "
+                                           f"{spec.delimiter!r} between the columns")
     ids, inputs, seen = [], [], {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -58,7 +58,7 @@ class Predictor:
         (``Precision.keep_weights_cast``), so call ``predictor.model`` inside
         ``predictor.precision.autocast()``, and load ``MultitaskModel.from_pretrained`` to train further.
         ``Predictor(model, precision)`` leaves a model it is given as it is."""
-        resolved = resolve_device(device)
+        resolved = resolve_device(device, option="device")
         model = MultitaskModel.from_pretrained(directory, base=base).to(resolved)
         chosen = resolve_precision(precision, resolved)
         chosen.keep_weights_cast(model)  # the predictor owns this model: cast once, not on every call

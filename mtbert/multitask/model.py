@@ -279,6 +279,7 @@ class MultitaskModel(nn.Module):
         model.base = delta["name"] if delta else base_reference(str(directory))
         model.carried_changes = changes
         model.data_dir = description.get("data_dir")
+        check_loaded(model, directory)
         return model
 
     def task_state(self) -> dict[str, torch.Tensor]:
@@ -305,6 +306,24 @@ class MultitaskModel(nn.Module):
         shared = list(self.encoder.parameters()) + list(self.shared.parameters())
         shared += [p for method in self.peft.values() if not method.per_task for p in method.parameters()]
         return [p for p in shared if p.requires_grad]
+
+
+def check_loaded(model: "MultitaskModel", directory: Path) -> None:
+    """Values no trained model can have, refused at load with checksums or without: weights that are not
+    finite, a length the encoder's positions cannot hold, a vocabulary with ids beyond the embedding rows."""
+    positions = model.encoder.config.max_position_embeddings
+    length = model.max_length
+    if not isinstance(length, int) or isinstance(length, bool) or not 1 <= length <= positions:
+        raise CheckpointError(f"{directory / 'mtbert.json'}: max_length {length!r} must be a whole number from 1 to the "
+                              f"encoder's {positions} positions")
+    rows = model.encoder.config.vocab_size
+    if model.tokenizer.vocab_size > rows:
+        raise CheckpointError(f"{directory}: the tokenizer has {model.tokenizer.vocab_size} tokens but the encoder's "
+                              f"embedding has {rows} rows: the tokenizer files are not this encoder's")
+    for name, value in model.state_dict().items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{directory}: {name} holds NaN or infinite values: the model is damaged; "
+                                  "restore it or train again")
 
 
 def read_part(path: Path, what: str, read, named: Optional[Path] = None):

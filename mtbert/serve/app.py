@@ -17,7 +17,8 @@ from importlib import resources
 from typing import Any, Optional
 
 from ..inference import Predictor
-from .batcher import MicroBatcher
+from ..inference.inputs import valid_unicode
+from .batcher import InputError, MicroBatcher
 
 MAX_INPUTS = 256      # per request
 MAX_CHARACTERS = 10_000  # per sentence
@@ -35,6 +36,8 @@ def parse_inputs(body: Any, pairs: Optional[bool]) -> list:
     if not isinstance(body, dict) or (("inputs" in body) == ("input" in body)):
         raise RequestError(400, 'send a JSON object with "inputs": [...] (or "input": one sentence or pair)')
     items = body["inputs"] if "inputs" in body else [body["input"]]
+    if isinstance(items, str):  # {"inputs": "one sentence"}, as the transformers pipelines' servers take it
+        items = [items]
     if not isinstance(items, list) or not items:
         raise RequestError(400, '"inputs" must be a non-empty list')
     if len(items) > MAX_INPUTS:
@@ -49,6 +52,8 @@ def parse_inputs(body: Any, pairs: Optional[bool]) -> list:
             raise RequestError(400, f"input {i}: expected a sentence or a pair [a, b] of sentences")
         if not all(t.strip() for t in texts):
             raise RequestError(400, f"input {i}: empty text")
+        if not all(valid_unicode(t) for t in texts):
+            raise RequestError(400, f"input {i}: not valid Unicode text (a lone surrogate such as \\ud800)")
         if any(len(t) > MAX_CHARACTERS for t in texts):
             raise RequestError(413, f"input {i}: a sentence longer than {MAX_CHARACTERS} characters")
         parsed.append(texts)
@@ -99,6 +104,14 @@ def create_app(predictor: Predictor, window_ms: float = 5.0, max_tokens: int = 8
             return await request.json()
         except ValueError:
             raise RequestError(400, "the body is not valid JSON") from None
+        except RecursionError:
+            raise RequestError(400, "the body is nested too deeply") from None
+
+    async def answers(task: str, inputs: list) -> list:
+        try:
+            return await batcher.submit(task, inputs)
+        except InputError as error:  # the model could not take this request's inputs (others are answered)
+            raise RequestError(422, str(error)) from None
 
     @app.get("/health")
     async def health() -> dict:
@@ -114,8 +127,7 @@ def create_app(predictor: Predictor, window_ms: float = 5.0, max_tokens: int = 8
         if task not in predictor.tasks:
             raise RequestError(404, f"no task {task!r}; this model has {', '.join(predictor.tasks)}")
         inputs = parse_inputs(await body_of(request), predictor.tasks[task].is_pair)
-        answers = await batcher.submit(task, inputs)
-        return {"task": task, "predictions": [answer_dict(a) for a in answers]}
+        return {"task": task, "predictions": [answer_dict(a) for a in await answers(task, inputs)]}
 
     @app.post("/predict")
     async def predict_all(request: Request) -> dict:
@@ -126,7 +138,7 @@ def create_app(predictor: Predictor, window_ms: float = 5.0, max_tokens: int = 8
             raise RequestError(400, f"this model has no task that takes {'pairs' if pairs else 'single sentences'}")
         results = {}
         for task in chosen:
-            results[task] = [answer_dict(a) for a in await batcher.submit(task, inputs)]
+            results[task] = [answer_dict(a) for a in await answers(task, inputs)]
         return {"predictions": results}
 
     @app.get("/", response_class=HTMLResponse)

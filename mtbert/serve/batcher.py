@@ -17,6 +17,10 @@ from typing import Optional, Sequence
 from ..inference import Prediction, Predictor
 
 
+class InputError(ValueError):
+    """A request's inputs that the model could not take, found when its pass was run alone."""
+
+
 @dataclasses.dataclass
 class Pending:
     task: str
@@ -89,20 +93,30 @@ class MicroBatcher:
             for item in batch:
                 by_task.setdefault(item.task, []).append(item)
             for task, items in by_task.items():
-                inputs = [x for item in items for x in item.inputs]
-                try:
-                    answers = await loop.run_in_executor(self.executor, self.predictor.predict, task, inputs)
-                    self.passes += 1
-                except Exception as error:  # noqa: BLE001 - handed to each waiting request
-                    for item in items:
-                        if not item.future.done():
-                            item.future.set_exception(error)
-                    continue
-                start = 0
-                for item in items:
-                    if not item.future.done():
-                        item.future.set_result(answers[start: start + len(item.inputs)])
-                    start += len(item.inputs)
-                    self.requests += 1
+                await self._answer(loop, task, items)
             for _ in batch:
                 self.queue.task_done()
+
+    async def _answer(self, loop, task: str, items: list[Pending]) -> None:
+        """One shared pass for the requests; if it fails, each request alone, so that one request the model
+        cannot take fails by itself (with an InputError naming why) and the others are answered."""
+        inputs = [x for item in items for x in item.inputs]
+        try:
+            answers = await loop.run_in_executor(self.executor, self.predictor.predict, task, inputs)
+            self.passes += 1
+        except Exception as error:  # noqa: BLE001 - whose input it was is found below
+            if len(items) > 1:
+                for item in items:
+                    await self._answer(loop, task, [item])
+                return
+            if not items[0].future.done():
+                items[0].future.set_exception(InputError(f"the model could not take these inputs: "
+                                                         f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"))
+            self.requests += 1
+            return
+        start = 0
+        for item in items:
+            if not item.future.done():
+                item.future.set_result(answers[start: start + len(item.inputs)])
+            start += len(item.inputs)
+            self.requests += 1

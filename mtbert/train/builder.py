@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence
 from torch import nn
 
 from ..bert import BertModel, BertTokenizer
-from ..config import ExperimentConfig
+from ..config import ConfigError, ExperimentConfig
 from ..multitask import FREEZE_MODES, MultitaskModel
 from ..peft.delta import base_reference
 from ..optim import make_lr_scheduler, make_optimizer
@@ -55,6 +55,10 @@ def load_saved_model(config: ExperimentConfig) -> MultitaskModel:
 def new_model(config: ExperimentConfig) -> MultitaskModel:
     specs = task_specs(config)
     encoder = BertModel.from_pretrained(config.model.name)
+    positions = encoder.config.max_position_embeddings
+    if config.model.max_length > positions:
+        raise ConfigError(f"model.max_length {config.model.max_length} is beyond the {positions} positions of "
+                          f"{config.model.name}'s encoder: at most {positions}")
     tokenizer = BertTokenizer.from_pretrained(config.model.name)
     settings = {}
     for spec in specs:

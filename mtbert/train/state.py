@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..bert import CheckpointError
-from ..integrity import replace_with_checksum, verify_file
+from ..integrity import replace_with_checksum, sidecar, verify_file
 
 STATE_FILE = "checkpoint.pt"
 
@@ -49,11 +49,16 @@ def restore_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def load_training_state(run_dir: Path) -> dict:
+def load_training_state(run_dir: Path, trust_unverified: bool = False) -> dict:
+    """The checkpoint, checked against its checksum. One without a checksum beside it cannot be told from a
+    damaged or edited file, so it is refused unless ``trust_unverified`` (``--trust-checkpoint``)."""
     path = run_dir / STATE_FILE
     verify_file(path, temporary(path))
     if not path.exists():
         raise CheckpointError(f"{path} not found: nothing to resume in {run_dir}")
+    if not sidecar(path).exists() and not trust_unverified:
+        raise CheckpointError(f"{path} has no checksum beside it ({sidecar(path).name}), so damage or edits cannot "
+                              "be ruled out: restore the file, or resume with --trust-checkpoint if you know it is intact")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:

@@ -67,8 +67,11 @@ class Trainer:
     (a search prunes trials there by raising)."""
 
     def __init__(self, config: ExperimentConfig, run_dir: Path, callbacks: Sequence[Callback] = (),
-                 eval_callbacks: Sequence[Callable[["Trainer", dict], None]] = (), data_dir: Optional[str] = None):
-        """``data_dir``: a directory that beats ``$MTBERT_DATA_DIR`` and the config's (``--data-dir``)."""
+                 eval_callbacks: Sequence[Callable[["Trainer", dict], None]] = (), data_dir: Optional[str] = None,
+                 trust_checkpoint: bool = False):
+        """``data_dir``: a directory that beats ``$MTBERT_DATA_DIR`` and the config's (``--data-dir``);
+        ``trust_checkpoint``: resume from a checkpoint that has no checksum beside it (``--trust-checkpoint``)."""
+        self.trust_checkpoint = trust_checkpoint
         self.config = config
         self.run_dir = Path(run_dir)
         self.callbacks = list(callbacks)
@@ -235,8 +238,9 @@ class Trainer:
         atomic_torch_save(state, self.run_dir / STATE_FILE)
 
     def restore_state(self) -> None:
-        state = load_training_state(self.run_dir)
+        state = load_training_state(self.run_dir, self.trust_checkpoint)
         path = self.run_dir / STATE_FILE
+        check_position(state, path, self.total_steps, self.total_epochs)
         if "config" in state:
             changed = config_differences(state["config"], self.config.to_dict())
             if changed:
@@ -501,6 +505,16 @@ class Trainer:
         (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         self.world.barrier()
         return results
+
+
+def check_position(state: dict, path: Path, total_steps: int, total_epochs: int) -> None:
+    """A checkpoint's step, epoch and position must be whole numbers this run can have reached."""
+    limits = {"step": total_steps, "epoch": total_epochs, "position": total_steps}
+    for key, limit in limits.items():
+        value = state.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
+            raise CheckpointError(f"{path}: {key} {value!r} is not one this run can reach (0 to {limit}): the file is "
+                                  "damaged or was edited; restore it or start a new run")
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
