@@ -221,6 +221,80 @@ def concurrency_case(bench: Workbench, rng: random.Random) -> list[str]:
     return bench.train("--overwrite", run=run) if rng.random() < 0.5 else bench.train(run=run)
 
 
+def restamp(model: Path) -> None:
+    """Checksums written again after an edit: what a careless tool (or a bug) leaves behind."""
+    from mtbert.integrity import write_checksums
+
+    write_checksums(model)
+
+
+def loaded_values_case(bench: Workbench, rng: random.Random) -> list[str]:
+    """A model or checkpoint whose values cannot be right, checksums or not."""
+    import json as json_module
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from mtbert.train.state import atomic_torch_save
+
+    run = bench.fresh("values")
+    shutil.copytree(bench.run, run)
+    best = run / "best"
+    how = rng.choice(["nan head", "inf encoder", "length", "no checksum", "step"])
+    if how in ("nan head", "inf encoder"):
+        name = "heads.safetensors" if how == "nan head" else "model.safetensors"
+        tensors = load_file(str(best / name))
+        key = rng.choice([k for k, v in tensors.items() if v.is_floating_point()])
+        tensors[key].view(-1)[0] = float("nan") if how == "nan head" else float("inf")
+        save_file(tensors, str(best / name), metadata={"format": "pt"})
+        restamp(best)
+        return ["predict", "--model", str(best), "--text", "A film.", "--format", "json"]
+    if how == "length":
+        description = json_module.loads((best / "mtbert.json").read_text(encoding="utf-8"))
+        description["max_length"] = rng.choice([0, -4, 10 ** 6, "64"])
+        (best / "mtbert.json").write_text(json_module.dumps(description), encoding="utf-8")
+        restamp(best)
+        return ["evaluate", "--model", str(best), "--data-dir", str(bench.data), "--limit", "8"]
+    (run / "results.json").unlink()
+    if how == "no checksum":
+        (run / "checkpoint.pt.sha256").unlink()
+    else:
+        state = torch.load(run / "checkpoint.pt", weights_only=True)
+        state[rng.choice(["step", "epoch", "position"])] = rng.choice([10 ** 9, -1])
+        atomic_torch_save(state, run / "checkpoint.pt")
+    return ["train", "--resume", str(run)]
+
+
+def odd_value_case(bench: Workbench, rng: random.Random) -> list[str]:
+    """Values a user can type that are not what the command takes."""
+    best = str(bench.run / "best")
+    inputs = bench.fresh("inputs")
+    inputs.mkdir()
+    (inputs / "header.csv").write_text("id\tsentence\tsentiment\n", encoding="utf-8")
+    (inputs / "blank.txt").write_text(rng.choice(["", "\n", "  \n\t\n"]), encoding="utf-8")
+    (inputs / "commas.csv").write_text("id,sentence,sentiment\na1,A film.,3\n", encoding="utf-8")
+    return rng.choice([
+        ["predict", "--model", best, "--task", "sst", "--input", str(inputs / rng.choice(["header.csv", "blank.txt",
+                                                                                          "commas.csv"]))],
+        ["predict", "--model", best, "--text", rng.choice(["caf\udcc3\udca9", "\udcff", "ok \udc80 bytes"])],
+        ["predict", "--model", best, "--text", "A film.", "--device", rng.choice(["gpu", "cuda:x", "tpu", "CPU"])],
+        ["evaluate", "--model", best, "--device", rng.choice(["gpu0", "npu"])],
+        bench.train("--set", f"model.max_length={rng.choice([129, 512, 4096])}"),
+        ["search", "--config", str(REPO / "recipes" / "search" / "quickstart.yaml"), "--trials", "1", "--output-dir",
+         str(inputs / "search"), "--storage", rng.choice(["not a url", "sqlite:////no/such/dir/x.db", "://", "x:y"])],
+    ])
+
+
+def export_target_case(bench: Workbench, rng: random.Random) -> list[str]:
+    """--overwrite aimed at the model being exported, its run, a folder holding it, or another run."""
+    run = bench.fresh("export")
+    shutil.copytree(bench.run, run)
+    other = bench.fresh("other-run")
+    shutil.copytree(bench.run, other)
+    target = rng.choice([run / "best", run, run.parent, other, other / "best"])
+    return ["export", "--model", str(run / "best"), "--format", "sentence-transformers", str(target), "--overwrite"]
+
+
 CLASSES: dict[str, Callable] = {
     "data files (malformed rows, encodings, quotes, ids, empty splits, directories)": data_file_case,
     "config values (--set: ranges, non-finite, tuple lengths, YAML, unknown fields, custom tasks)": config_case,
@@ -229,6 +303,11 @@ CLASSES: dict[str, Callable] = {
         damaged_run_case,
     "non-finite training (learning rates that diverge)": non_finite_case,
     "two writers in one run directory": concurrency_case,
+    "loaded values that cannot be right (non-finite weights, lengths, a checkpoint without its checksum or with "
+    "an unreachable step)": loaded_values_case,
+    "odd values (devices, non-UTF-8 text, header-only, blank or mis-delimited inputs, lengths beyond the encoder, "
+    "storage URLs)": odd_value_case,
+    "export targets (the model itself, its run, a folder holding it, another run)": export_target_case,
 }
 
 
@@ -289,8 +368,12 @@ def markdown(table: dict[str, dict], cases: int, seconds: float) -> str:
         "(`mtbert/cli.py`), checksums of `best/` and `checkpoint.pt` (`mtbert/integrity.py`), a checkpoint's "
         "settings against the run's (`mtbert/train/trainer.py`), non-finite steps and weights (the trainer stops "
         "after `train.max_nonfinite_steps` and never saves non-finite weights or predictions), the run "
-        "directory's lock (`mtbert/train/lock.py`), and escaped names in the HTML report. `--debug` shows the "
-        "traceback of an internal error instead of its one line.",
+        "directory's lock (`mtbert/train/lock.py`), values checked when a model is loaded (`mtbert/multitask/model.py`) "
+        "and a checkpoint resumed (`mtbert/train/state.py`, `trainer.py`), output directories that are never a "
+        "source, model or run (`mtbert/output_dir.py`), and escaped names in the HTML report. The server's bad "
+        "requests (a lone surrogate, a body nested 100,000 deep, a pass that fails) are tried with 32 concurrent "
+        "clients in `tests/test_serve.py`: each fails alone with a 4xx. `--debug` shows the traceback of an "
+        "internal error instead of its one line.",
         "",
     ])
 

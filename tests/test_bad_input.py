@@ -476,3 +476,17 @@ def test_a_run_that_skipped_updates_says_so(tmp_path, tiny_checkpoint, data_dir,
     out = capsys.readouterr().out
     assert code == 0 and "warning: 1 update(s) skipped for a non-finite loss" in out
     assert json.loads((tmp_path / "run" / "results.json").read_text())["skipped_nonfinite_batches"] == 1
+
+
+def test_a_vocabulary_beyond_the_embedding_rows_is_refused(trained_model, capsys):
+    import dataclasses
+
+    from mtbert import BertModel
+
+    def shrink_embedding(model):
+        encoder = BertModel.from_pretrained(model)
+        small = BertModel(dataclasses.replace(encoder.config, vocab_size=1000))
+        small.save_pretrained(model)  # the tokenizer files stay: 30,522 tokens for 1,000 rows
+    rewrite_model(trained_model, shrink_embedding)
+    code = main(["evaluate", "--model", str(trained_model)])
+    assert "the tokenizer has 30522 tokens but the encoder's embedding has 1000 rows" in one_line_error(capsys, code)

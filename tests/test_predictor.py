@@ -138,3 +138,17 @@ def test_fp32_predictor_keeps_fp32_weights(trained_run):  # noqa: F811
     predictor = Predictor.from_pretrained(trained_run / "best", device="cpu", precision="fp32")
     assert {p.dtype for p in predictor.model.parameters()} == {torch.float32}
     assert predictor.precision.keep_weights_cast(predictor.model) == 0
+
+
+def test_json_answers_never_hold_a_bare_nan():
+    import io
+    import json
+
+    from mtbert.inference.inputs import write_answers
+    from mtbert.inference.predictor import Prediction
+    from mtbert.tasks import get_task
+
+    answer = Prediction(task="sts", score=float("nan"))
+    out = io.StringIO()
+    write_answers(out, "json", ["1"], [("a", "b")], {"sts": [answer]}, {"sts": get_task("sts")})
+    assert json.loads(out.getvalue())["sts"]["score"] is None and "NaN" not in out.getvalue()

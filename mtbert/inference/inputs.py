@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
@@ -72,7 +73,7 @@ def write_answers(out: TextIO, fmt: str, ids: Sequence[str], inputs: Sequence[tu
             for value in row.values():
                 if isinstance(value, dict):
                     value.pop("task", None)
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.write(json.dumps(json_safe(row), ensure_ascii=False, allow_nan=False) + "\n")
         return
     if fmt == "csv":
         pairs = max(len(t) for t in inputs) == 2
@@ -94,6 +95,17 @@ def write_answers(out: TextIO, fmt: str, ids: Sequence[str], inputs: Sequence[tu
         parts = [describe(answers[task][i]) for task in answers]
         shown = " | ".join(texts)
         out.write(f"{example_id}\t{'  '.join(parts)}\t{shown}\n")
+
+
+def json_safe(value):
+    """``value`` with every non-finite float as null: JSON has no NaN, and a bare ``NaN`` breaks its readers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def describe(answer: Prediction) -> str:
