@@ -54,7 +54,8 @@ def combine(parts: list[Path], out: Path) -> dict:
         "train_tokens_per_second": round(tokens / max(seconds, 1e-9), 1),
         "padding_share": round(sum(r["padding_share"] * r["train_seconds"] for r in results.values())
                                / max(seconds, 1e-9), 4),
-        "parameters": {"model": {"stored": sum(r["parameters"]["model"]["stored"] for r in results.values())}},
+        "parameters": {"model": {key: sum(r["parameters"]["model"][key] for r in results.values())
+                                 for key in ("stored", "tunable")}},
         "parts": {task: str(run) for task, run in tasks.items()},
     }
     out.mkdir(parents=True, exist_ok=True)

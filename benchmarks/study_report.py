@@ -406,11 +406,43 @@ def recipe_decision(found: dict) -> str:
             + f". A row with fewer than 3 seeds needs them before it replaces the quickstart.{note}")
 
 
+# The rows built to beat one tuned single-task model per task, set against that reference one by one.
+ONE_AGAINST_THREE = ("teachers", "distilled", "distilled-fixed-weight", "distilled-soup", "quickstart-shared-init",
+                     "quickstart-soup", "quickstart-annealed-sampling", "quickstart-transformer-heads")
+TARGET_GAIN = 0.01  # the composite gain over the reference a recipe must show, its interval above zero
+
+
+def against_reference_rows(found: dict) -> str:
+    """Each row of ONE_AGAINST_THREE that has run, against the tuned transformers reference: every task and
+    the composite with its paired-bootstrap interval, whether it is one model, and its cost from scratch."""
+    if "hf-reference" not in found:
+        return ""
+    lines = []
+    for name in ONE_AGAINST_THREE:
+        if name not in found:
+            continue
+        parts, behind = per_task(found, name, "hf-reference")
+        intervals = paired(found, name, "hf-reference")
+        gain = statistics.mean(values(found[name], "composite")) - statistics.mean(values(found["hf-reference"], "composite"))
+        met = (intervals is not None and gain >= TARGET_GAIN and intervals["composite"].low > 0 and not behind)
+        what = "three models, one per task" if name == TEACHERS_ROW else "one model"
+        verdict_text = ("meets the target" if met else "does not meet the target") + (
+            f" ({len(found[name])} seed(s); the target needs 3)" if met and len(found[name]) < 3 else "")
+        lines.append(f"- **{name}** ({what}, {run_minutes(found, name):.1f} min from scratch; {verdict_text}): "
+                     + "; ".join(parts) + (f"; behind the reference on {', '.join(behind)}" if behind else "") + ".")
+    if not lines:
+        return ""
+    return (f"Against the tuned transformers reference (one model per task), the target being a composite gain of at "
+            f"least {TARGET_GAIN} whose 95% interval lies above zero with no task's mean below the reference's:\n\n"
+            + "\n".join(lines))
+
+
 def report(found: dict) -> str:
     found, stale = without_stale(found)
     claims = "\n".join(claim_line(found, claim) for claim in CLAIMS)
-    return "\n\n".join([table(found, stale), against_reference(found), against_former_recipe(found),
-                        against_trained_embeddings(found), "Each report's main claims, here:", claims, recipe_decision(found)])
+    parts = [table(found, stale), against_reference(found), against_reference_rows(found), against_former_recipe(found),
+             against_trained_embeddings(found), "Each report's main claims, here:", claims, recipe_decision(found)]
+    return "\n\n".join(part for part in parts if part)
 
 
 def write_section(path: Path, text: str) -> None:

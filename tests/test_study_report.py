@@ -14,7 +14,7 @@ from study_report import CLAIMS, Claim, claim_line, recipe_decision, verdict, wr
 
 
 def records(*composites, sst=None, minutes=10.0, runner="mtbert"):
-    return [{"best": {"composite": c, "sst_acc": sst[i] if sst else c, "quora_acc": c, "sts_pearson": c},
+    return [{"best": {"composite": c, "sst_acc": sst[i] if sst else c, "quora_acc": c, "sts_pearson": c}, "seed": i,
              "wall_seconds": minutes * 60, "train_tokens_per_second": 1000.0, "runner": runner,
              "parameters": {"tunable": 1, "stored": 2}, "smoke": False, "learning_rates": {"sst": 2e-5}}
             for i, c in enumerate(composites)]
@@ -181,3 +181,14 @@ def test_with_dev_predictions_the_decision_and_verdicts_take_the_paired_bootstra
     assert "better (" in decision and "same (" not in decision and "95% interval lies above zero" in decision
     claim = Claim("x", "the same helps", "same", "quickstart")
     assert "**within noise**" in claim_line(found, claim) and "95% interval [" in claim_line(found, claim)
+
+
+def test_rows_built_to_beat_the_reference_are_set_against_it_with_their_whole_cost():
+    found = {"hf-reference": records(0.746, 0.745, 0.747, runner="transformers"),
+             "teachers": records(0.755, minutes=18.0), "distilled": records(0.757, 0.756, 0.758, minutes=10.0)}
+    text = study_report.against_reference_rows(found)
+    assert "**teachers** (three models, one per task, 18.0 min from scratch" in text
+    # a distilled run costs its own time and its teachers' (seed 0, trained once)
+    assert "**distilled** (one model, 28.0 min from scratch" in text
+    assert "does not meet the target" in text  # no predictions here: no interval, so no claim of a gain
+    assert study_report.against_reference_rows({"distilled": records(0.75)}) == ""
