@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -30,11 +31,15 @@ def _setup_logging(run_dir: Optional[Path] = None, main_process: bool = True) ->
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .train import Trainer, default_run_dir
-    from .train.distributed import close_world, current_world
-    from .train.lock import run_directory_lock
+    from .train import default_run_dir
+    from .train.distributed import current_world
 
     overrides = list(args.set)
+    if args.device:
+        from .precision import resolve_device
+
+        resolve_device(args.device, option="--device")  # named as the user gave it, before any work
+        overrides.append(f"train.device={args.device}")
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").exists():
@@ -54,6 +59,29 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise FileExistsError(f"{run_dir} already holds a run: --resume {run_dir} to continue it, "
                                   "--overwrite to start again, or --output-dir for a new directory")
     world = current_world()
+    created = not run_dir.exists()
+    try:
+        return _train_in(args, config, run_dir, world)
+    except BaseException:
+        if created and world.is_main:
+            remove_if_nothing_ran(run_dir)
+        raise
+
+
+def remove_if_nothing_ran(run_dir: Path) -> None:
+    """A run directory this command created and that holds no run yet (a config or data problem stopped it
+    before the first checkpoint): removed, so a failed start leaves nothing behind to trip the next one."""
+    from .train.lock import LOCK_FILE
+
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {LOCK_FILE, "train.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _train_in(args: argparse.Namespace, config, run_dir: Path, world) -> int:
+    from .train import Trainer
+    from .train.distributed import close_world
+    from .train.lock import run_directory_lock
+
     lock = run_directory_lock(run_dir) if world.is_main else contextlib.nullcontext()
     finished = False
     with lock:
@@ -337,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="--resume from a checkpoint.pt that has no checksum beside it (it cannot be verified)")
     train.add_argument("--data-dir", type=existing("dir"), help="directory of the task files (before $MTBERT_DATA_DIR, the config's "
                        "data.dir and ./data)")
+    train.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N (the same as --set train.device=)")
     train.set_defaults(handler=cmd_train)
 
     for name, handler, help_text in (("evaluate", cmd_evaluate, "score a trained model on a labelled split"),
@@ -461,6 +490,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"mtbert {args.command}: interrupted before there was anything to save", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``mtbert predict ... | head``): stop quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that flushing stdout at exit does not raise again
+        return 141
     except Exception as error:  # a bug in mtbert: one line, the traceback with --debug
         if debug:
             raise

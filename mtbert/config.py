@@ -262,9 +262,25 @@ def build_dataclass(cls: type, values: Any, where: str) -> Any:
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - fields)
     if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+        raise unknown_options(unknown, fields, where)
     kwargs = {name: _coerce(hints[name], value, f"{where}.{name}" if where else name) for name, value in values.items()}
     return cls(**kwargs)
+
+
+def unknown_options(unknown: Sequence[str], fields: set[str], where: str) -> "ConfigError":
+    """The error for unknown keys: the closest known names when there are some, else all of them.
+    ``error.unknown`` holds the dotted keys, so the caller can say whether a file or --set gave them."""
+    import difflib
+
+    section = f"section {where}" if where else "the top level"
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), sorted(fields), n=3, cutoff=0.6)
+        hints.append(f"{key} (did you mean {' or '.join(close)}?)" if close else str(key))
+    listing = "" if all("did you mean" in h for h in hints) else f"; known in {section}: {', '.join(sorted(fields))}"
+    error = ConfigError(f"{where + ': ' if where else ''}unknown option(s) {', '.join(hints)}{listing}")
+    error.unknown = [f"{where}.{key}" if where else str(key) for key in unknown]
+    return error
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
@@ -441,7 +457,9 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
     try:
         config = build_dataclass(ExperimentConfig, values, "")
     except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None
+        given = [item for item in overrides or [] for key in getattr(error, "unknown", [])
+                 if item.split("=", 1)[0].strip() == key or item.split("=", 1)[0].strip().startswith(key + ".")]
+        raise ConfigError(f"{'--set ' + given[0] if given else where}: {error}") from None
     check_config(config, where)
     return config
 

@@ -490,3 +490,51 @@ def test_a_vocabulary_beyond_the_embedding_rows_is_refused(trained_model, capsys
     rewrite_model(trained_model, shrink_embedding)
     code = main(["evaluate", "--model", str(trained_model)])
     assert "the tokenizer has 30522 tokens but the encoder's embedding has 1000 rows" in one_line_error(capsys, code)
+
+
+# ----- a newcomer's slips: typos, devices, pipes, failed starts ------------------------------------------
+@pytest.mark.parametrize("setting, expected", [
+    ("train.lrr=1e-4", "--set train.lrr=1e-4: train: unknown option(s) lrr (did you mean lr?)"),
+    ("trian.lr=1e-4", "--set trian.lr=1e-4: unknown option(s) trian (did you mean train?)"),
+])
+def test_a_mistyped_key_is_blamed_on_set_with_the_closest_names(setting, expected, capsys):
+    code = main(["train", "--config", "recipes/quickstart.yaml", "--set", setting])
+    err = one_line_error(capsys, code)
+    assert expected in err and "known in" not in err  # the close names, not all forty
+
+
+def test_a_mistyped_key_in_a_file_is_blamed_on_the_file(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train: {lrr: 1.0e-4}\n")
+    err = one_line_error(capsys, main(["train", "--config", str(recipe)]))
+    assert f"{recipe}: train: unknown option(s) lrr (did you mean lr?)" in err
+
+
+def test_train_takes_device_and_names_it_in_errors(tmp_path, tiny_checkpoint, data_dir, capsys):
+    code = main(train_args(tmp_path / "run", tiny_checkpoint, data_dir) + ["--device", "gpu"])
+    assert "--device 'gpu' is not a device" in one_line_error(capsys, code)
+    if not torch.cuda.is_available():
+        code = main(train_args(tmp_path / "run", tiny_checkpoint, data_dir) + ["--device", "cuda"])
+        assert "--device=cuda but CUDA is not available" in one_line_error(capsys, code)
+    if not torch.cuda.is_available():  # --device beats the --set train.device=cpu of the tiny settings
+        assert main(train_args(tmp_path / "run", tiny_checkpoint, data_dir) + ["--device", "auto"]) == 0
+        import yaml
+        assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["device"] == "auto"
+
+
+def test_a_failed_start_leaves_no_run_directory(tmp_path, tiny_checkpoint, data_dir, capsys):
+    run = tmp_path / "never"
+    code = main(train_args(run, tiny_checkpoint, data_dir) + ["--set", "model.heads.sst.options={nope: 1}"])
+    one_line_error(capsys, code)
+    assert not run.exists()
+
+
+def test_predict_into_a_closed_pipe_stops_quietly(trained_model, tmp_path):
+    lines = tmp_path / "many.txt"
+    lines.write_text("".join(f"sentence {i}\n" for i in range(400)))
+    command = (f"{sys.executable} -m mtbert predict --model {trained_model} --task sst --input {lines} "
+               "--format csv | head -3")
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300)
+    assert len(done.stdout.splitlines()) == 3 and "Error" not in done.stderr and "internal error" not in done.stderr
+    header = done.stdout.splitlines()[0].split(",")
+    assert "sst_p_very_negative" in header and all(" " not in column for column in header)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
@@ -80,7 +81,7 @@ def write_answers(out: TextIO, fmt: str, ids: Sequence[str], inputs: Sequence[tu
         header = ["id", "text"] + (["text_pair"] if pairs else [])
         for task, spec in specs.items():
             header += [f"{task}_score"] if spec.kind == "regression" else (
-                [f"{task}_label"] + [f"{task}_p_{name}" for name in spec.labels])
+                [f"{task}_label"] + [f"{task}_p_{column_name(name)}" for name in spec.labels])
         writer = csv.writer(out)
         writer.writerow(header)
         for i, (example_id, texts) in enumerate(zip(ids, inputs)):
@@ -95,6 +96,11 @@ def write_answers(out: TextIO, fmt: str, ids: Sequence[str], inputs: Sequence[tu
         parts = [describe(answers[task][i]) for task in answers]
         shown = " | ".join(texts)
         out.write(f"{example_id}\t{'  '.join(parts)}\t{shown}\n")
+
+
+def column_name(label: str) -> str:
+    """A label as part of a CSV column name: no spaces or punctuation (``very negative`` -> ``very_negative``)."""
+    return re.sub(r"[^0-9A-Za-z]+", "_", label).strip("_") or "label"
 
 
 def json_safe(value):

@@ -98,7 +98,7 @@ class TaskSpec:
                 raise ValueError(f"task {name!r}: {field} has the wrong type ({values[field]!r})")
         if not TASK_NAME.match(values["name"]):
             raise ValueError(f"task name {values['name']!r}: use letters, digits, '_' and '-', starting with a letter")
-        if len(values["delimiter"]) != 1:
+        if len(values.get("delimiter", "\t")) != 1:  # left out: a tab, the dataclass's default
             raise ValueError(f"task {name!r}: delimiter must be one character, not {values['delimiter']!r}")
         values["text_columns"] = tuple(values.get("text_columns", ()))
         if "label_names" in values:
