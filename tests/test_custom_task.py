@@ -55,3 +55,11 @@ def test_unknown_task_and_head_are_named(tiny_checkpoint, tmp_path):
                                 "model.heads={sst: {type: cross_encoder}}"])
     with pytest.raises(ValueError, match="needs a sentence-pair task"):
         Trainer(config, tmp_path / "y")
+
+
+def test_a_custom_task_without_a_delimiter_reads_tabs():
+    from mtbert.tasks import TaskSpec
+
+    spec = TaskSpec.from_dict({"name": "pol", "kind": "binary", "text_columns": ["sentence"], "label_column": "label",
+                               "files": {"train": "pol-train.csv"}})
+    assert spec.delimiter == "\t"
