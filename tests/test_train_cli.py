@@ -270,3 +270,13 @@ def test_train_ends_with_a_short_summary_not_the_results_json(trained_run, tiny_
     assert len(out.splitlines()) <= 10
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("mtbert ")
+
+
+def test_off_a_terminal_training_writes_log_lines_not_a_bar(tmp_path, tiny_checkpoint, data_dir, capfd):
+    args = ["train", "--config", "recipes/quickstart.yaml", "--output-dir", str(tmp_path / "run")]
+    for item in tiny_overrides(tiny_checkpoint, data_dir, **{"train.progress": True, "train.log_every": 2}):
+        args += ["--set", item]
+    assert main(args) == 0
+    err = capfd.readouterr().err
+    assert "\r" not in err, "a progress bar's carriage returns went into a file"
+    assert "step 2/" in err and "examples scored in" in err

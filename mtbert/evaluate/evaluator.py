@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from typing import Callable, Optional
 
 import torch
@@ -11,6 +13,8 @@ from tqdm.auto import tqdm
 from ..multitask import Batch, MultitaskModel, TaskFeatures, collate, sorted_batches
 from ..tasks import METRICS, composite_score, metric_key, predictions_from_outputs
 from ..precision import Precision
+
+log = logging.getLogger("mtbert")
 
 
 @dataclasses.dataclass
@@ -100,7 +104,9 @@ def evaluate_split(model: MultitaskModel, features_by_task: dict[str, TaskFeatur
     predictions: dict[str, TaskPredictions] = {}
     metric_names = {}
     for task, features in features_by_task.items():
+        started = time.perf_counter()
         result = predict_features(model, features, batch_size, precision, max_tokens, progress)
+        log.info("%s: %d examples scored in %.1f s", task, len(features), time.perf_counter() - started)
         predictions[task] = result
         metric = model.specs[task].metric
         metric_names[task] = metric

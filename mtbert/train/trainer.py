@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -398,7 +399,9 @@ class Trainer:
         counts = plan_counts(plan, self.train_tasks)
         log.info("epoch %d (%s schedule): %d steps; examples per task: %s", self.epoch + 1,
                  self.config.train.schedule, len(plan), ", ".join(f"{t} {n}" for t, n in counts.items() if n))
-        show = self.config.train.progress and self.world.is_main
+        # a bar on a terminal only: elsewhere (a nohup log, a pipe) its carriage-return updates would fill the
+        # file, and the log's step lines (train.log_every) already say how far the run is
+        show = self.config.train.progress and self.world.is_main and sys.stderr.isatty()
         last = min(len(plan), self.position + self.total_steps - self.step)  # where this epoch's training ends
         bar = tqdm(total=last, initial=self.position, desc=f"epoch {self.epoch + 1}/{self.total_epochs}",
                    disable=not show, dynamic_ncols=True, leave=False)
