@@ -280,3 +280,15 @@ def test_off_a_terminal_training_writes_log_lines_not_a_bar(tmp_path, tiny_check
     err = capfd.readouterr().err
     assert "\r" not in err, "a progress bar's carriage returns went into a file"
     assert "step 2/" in err and "examples scored in" in err
+
+
+def test_a_run_from_python_keeps_a_train_log_and_an_interrupted_one_says_so(tmp_path, tiny_checkpoint, data_dir):
+    from conftest import stop_at
+
+    config = load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir))
+    stopped = Trainer(config, tmp_path / "run", callbacks=[stop_at(5)]).train()
+    assert stopped["interrupted"] and stopped["step"] == 5 and "composite" in stopped["best"]  # epoch 1 ended at 3
+    results = Trainer(config, tmp_path / "run").train(resume=True)
+    assert "composite" in results["best"]
+    text = (tmp_path / "run" / "train.log").read_text()
+    assert "epoch 1 (interleaved schedule)" in text and "resumed" in text

@@ -345,10 +345,15 @@ class Trainer:
 
     # ----- the loop -----------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict:
-        """Train (or continue, with ``resume``) to the end; one process at a time per run directory."""
+        """Train (or continue, with ``resume``) to the end; one process at a time per run directory.
+
+        Returns results.json's contents. A run stopped by a request (Ctrl-C, a callback) returns
+        ``{"interrupted": True, "step": ..., "run_dir": ..., "best": the best dev record so far or {}}``:
+        ``Trainer(config, run_dir).train(resume=True)`` continues it. The log goes to ``run_dir/train.log``
+        as under ``mtbert train``."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         lock = run_directory_lock(self.run_dir) if self.world.is_main else contextlib.nullcontext()
-        with lock:
+        with lock, log_file(self.run_dir / "train.log", self.world.is_main):
             return self._train(resume)
 
     def _train(self, resume: bool) -> dict:
@@ -377,7 +382,9 @@ class Trainer:
             with self.stop:
                 while self.epoch < self.total_epochs and self.step < self.total_steps:
                     if not self._run_epoch():
-                        return {"interrupted": True, "step": self.step, "run_dir": str(self.run_dir)}
+                        records = read_metrics(self.run_dir, "dev") if self.world.is_main else []
+                        return {"interrupted": True, "step": self.step, "run_dir": str(self.run_dir),
+                                "best": max(records, key=lambda r: r["composite"]) if records else {}}
             return self.finish()
         finally:
             self.run_log.close()
@@ -508,6 +515,31 @@ class Trainer:
         (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         self.world.barrier()
         return results
+
+
+@contextlib.contextmanager
+def log_file(path: Path, active: bool = True):
+    """The run's log lines into ``path`` while training, unless a handler writes there already (the command
+    line sets one up): a run started from Python keeps the same train.log as one started by mtbert train."""
+    target = path.resolve()
+    handlers = logging.getLogger().handlers + log.handlers
+    if not active or any(isinstance(h, logging.FileHandler) and Path(h.baseFilename).resolve() == target
+                         for h in handlers):
+        yield
+        return
+    handler = logging.FileHandler(target, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    level = log.level
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+        log.setLevel(level)
 
 
 def check_position(state: dict, path: Path, total_steps: int, total_epochs: int) -> None:
