@@ -54,7 +54,9 @@ def test_a_tiny_search_writes_its_table_and_best_recipe(tmp_path, tiny_checkpoin
     assert "| trial | state | composite | model.heads.sts.type | train.lr | train_seconds |" in capsys.readouterr().out
     best_row = max(rows, key=lambda r: float(r["composite"]))
     best = load_config(output / "best.yaml")
-    assert best.train.lr == pytest.approx(float(best_row["train.lr"]))
+    assert best.train.lr == pytest.approx(float(best_row["train.lr"]), rel=1e-3)  # to 4 significant digits
+    assert best.name.endswith("-search-best") and best.data.limit is None  # its own name, not shortened
+    assert "Left out: the search's shortening of its trials (data.limit=16)" in (output / "best.yaml").read_text()
     assert best.model.heads["sts"].type == best_row["model.heads.sts.type"]
     assert (output / "trials.md").exists() and (Path(best_row["run_dir"]) / "results.json").exists()
     # only the best trial keeps its model; no trial keeps a checkpoint

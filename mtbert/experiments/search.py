@@ -265,13 +265,38 @@ def run_search(search_file: str | Path, output_dir: str | Path, trials: Optional
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         best = study.best_trial
-        config = load_config(recipe, base + [override(n, v) for n, v in best.params.items()])
-        config = dataclasses.replace(config, output_dir="")
-        config.train.progress = True
-        config.save(output / "best.yaml")
-        summary["best"] = {"number": best.number, "value": best.value, "params": best.params,
+        params = {n: readable(v) for n, v in best.params.items()}
+        write_best_recipe(output / "best.yaml", recipe, [*search.overrides, *extra_overrides], params, name,
+                          best.number, search.objective, best.value)
+        summary["best"] = {"number": best.number, "value": best.value, "params": params,
                            "recipe": str(output / "best.yaml")}
     return summary
+
+
+# What a search sets to make its trials short, which the recipe it hands on must not keep.
+SHORTENING = ("data.limit", "data.eval_limit", "data.shrink", "train.max_steps")
+
+
+def readable(value: Any) -> Any:
+    """A sampled float to 4 significant digits (8.841e-05, not 8.840661465267693e-05); others as they are."""
+    return float(f"{value:.4g}") if isinstance(value, float) else value
+
+
+def write_best_recipe(path: Path, recipe: Path, overrides: list[str], params: dict, study: str, number: int,
+                      objective: str, value: float) -> None:
+    """The best trial as a recipe to train in full: the base recipe, the search's overrides except those that
+    shortened its trials, the best parameters, and a name of its own (not the base recipe's run directory)."""
+    kept = [o for o in overrides if o.split("=", 1)[0].strip() not in SHORTENING]
+    dropped = [o for o in overrides if o not in kept]
+    config = load_config(recipe, kept + [override(n, v) for n, v in params.items()])
+    config = dataclasses.replace(config, output_dir="", name=f"{config.name}-{study}-best")
+    config.train.progress = True
+    header = [f"# The best trial ({number}) of search {study!r}: {objective} {value:.4f}, with "
+              + ", ".join(f"{n}={v}" for n, v in params.items()) + "."]
+    if dropped:
+        header.append(f"# Left out: the search's shortening of its trials ({', '.join(dropped)}); this recipe trains "
+                      "in full.")
+    path.write_text("\n".join(header) + "\n" + yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
 
 
 def keep_best_model_only(study, finished) -> None:
