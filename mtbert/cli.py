@@ -190,7 +190,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Labels, probabilities and scores for sentences or pairs, from --text, a file, or standard input."""
     from .evaluate import write_predictions
     from .inference import Predictor
-    from .inference.inputs import read_inputs, read_stream, valid_unicode, write_answers
+    from .inference.inputs import read_inputs, read_stream, task_files_of, valid_unicode, write_answers
     from .precision import resolve_device
     from .tasks.readers import read_text
 
@@ -202,6 +202,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for task in args.task or []:
         predictor.spec(task)  # unknown tasks are named before any work
     single = specs[args.task[0]] if args.task and len(args.task) == 1 else None
+    if single is None and not args.task and len(specs) == 1:  # a one-task model needs no --task
+        single = next(iter(specs.values()))
+    found_tasks: list[str] = []
     if args.text:
         if args.text_pair and len(args.text_pair) != len(args.text):
             raise ValueError("give one --text-pair per --text")
@@ -216,11 +219,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise ValueError("give --text (and --text-pair for pairs), --input FILE, or inputs on standard input")
         source = "<stdin>" if args.input in (None, "-") else str(args.input)
         text = read_stream(sys.stdin, source) if source == "<stdin>" else read_text(Path(args.input))
-        ids, inputs = read_inputs(text, source, single, None if source == "<stdin>" else Path(args.input))
+        if single is None and not args.task and source != "<stdin>":  # a task file says whose it is
+            found_tasks = task_files_of(text, specs)
+            single = specs[found_tasks[0]] if found_tasks else None
+        ids, inputs = read_inputs(text, source, single, None if source == "<stdin>" else Path(args.input),
+                                  known=list(specs.values()))
     pairs = len(inputs[0]) == 2
     if any(len(item) != len(inputs[0]) for item in inputs):
         raise ValueError("the inputs mix single sentences and pairs: give one kind per call")
-    tasks = args.task or [name for name, spec in specs.items() if spec.is_pair == pairs]
+    tasks = args.task or found_tasks or [name for name, spec in specs.items() if spec.is_pair == pairs]
     for task in tasks:
         if specs[task].is_pair != pairs:
             raise ValueError(f"task {task!r} takes {'pairs' if specs[task].is_pair else 'one sentence'}: "

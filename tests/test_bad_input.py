@@ -538,3 +538,21 @@ def test_predict_into_a_closed_pipe_stops_quietly(trained_model, tmp_path):
     assert len(done.stdout.splitlines()) == 3 and "Error" not in done.stderr and "internal error" not in done.stderr
     header = done.stdout.splitlines()[0].split(",")
     assert "sst_p_very_negative" in header and all(" " not in column for column in header)
+
+
+def test_predict_finds_the_task_from_a_task_files_header(trained_model, data_dir, tmp_path, capsys):
+    for stem, tasks in (("ids-sst-dev.csv", {"sst"}), ("sts-dev.csv", {"quora", "sts"})):
+        sample = tmp_path / stem
+        sample.write_text("".join((data_dir / stem).read_text(encoding="utf-8").splitlines(keepends=True)[:4]))
+        assert main(["predict", "--model", str(trained_model), "--input", str(sample), "--format", "json"]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        first_id = sample.read_text().splitlines()[1].split("\t")[1]
+        assert len(rows) == 3 and rows[0]["id"] == first_id  # the file's ids; the header is no sentence
+        assert set(rows[0]) - {"id", "inputs"} == tasks
+
+
+def test_a_header_of_no_task_of_the_model_is_not_predicted(trained_model, tmp_path, capsys):
+    other = tmp_path / "pol-test.csv"
+    other.write_text("id\ttext\tpolarity\na1\tA fine film.\t1\n")
+    code = main(["predict", "--model", str(trained_model), "--input", str(other)])
+    assert "a header ('id\\ttext\\tpolarity'), but not of a task file of sst, quora, sts" in one_line_error(capsys, code)

@@ -32,10 +32,17 @@ def looks_like_task_file(spec: TaskSpec, first_line: str) -> bool:
     return all(column in header for column in spec.text_columns)
 
 
-def read_inputs(text: str, source: str, spec: Optional[TaskSpec], path: Optional[Path] = None
-                ) -> tuple[list[str], list[tuple[str, ...]]]:
+def task_files_of(text: str, specs: dict[str, TaskSpec]) -> list[str]:
+    """The tasks whose files' header ``text`` begins with (Quora's and STS's columns are the same: both)."""
+    first = text.split("\n", 1)[0]
+    return [name for name, spec in specs.items() if first.strip() and looks_like_task_file(spec, first)]
+
+
+def read_inputs(text: str, source: str, spec: Optional[TaskSpec], path: Optional[Path] = None,
+                known: Sequence[TaskSpec] = ()) -> tuple[list[str], list[tuple[str, ...]]]:
     """(ids, inputs) from a task file of ``spec`` (its ids) or from plain text (line numbers as ids).
-    A plain line holds one sentence, or two separated by a tab; blank lines are skipped."""
+    A plain line holds one sentence, or two separated by a tab; blank lines are skipped. A first line that
+    is a task file's header (of ``spec``, or of ``known`` tasks) is never read as a sentence."""
     lines = text.splitlines()
     if spec is not None and path is not None and lines and looks_like_task_file(spec, lines[0]):
         examples = read_examples(spec, path, labelled=False).examples
@@ -49,6 +56,10 @@ def read_inputs(text: str, source: str, spec: Optional[TaskSpec], path: Optional
                 raise DataError(source, 1, f"a header of task {spec.name!r}'s columns separated by {delimiter!r}, "
                                            f"but its files are separated by {spec.delimiter!r}: save it with "
                                            f"{spec.delimiter!r} between the columns")
+    if lines and lines[0].split("\t", 1)[0].strip().lower() == "id":
+        names = ", ".join(s.name for s in known) or "this model's"
+        raise DataError(source, 1, f"a header ({lines[0].strip()[:60]!r}), but not of a task file of {names}: give "
+                                   "--task, or remove the header to predict each line as plain text")
     ids, inputs, seen = [], [], {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
