@@ -292,3 +292,13 @@ def test_a_run_from_python_keeps_a_train_log_and_an_interrupted_one_says_so(tmp_
     assert "composite" in results["best"]
     text = (tmp_path / "run" / "train.log").read_text()
     assert "epoch 1 (interleaved schedule)" in text and "resumed" in text
+
+
+def test_the_resume_line_counts_epochs_as_the_epoch_lines_do(tmp_path, tiny_checkpoint, data_dir):
+    from conftest import stop_at
+
+    config = load_config("recipes/quickstart.yaml", tiny_overrides(tiny_checkpoint, data_dir))
+    Trainer(config, tmp_path / "run", callbacks=[stop_at(2)]).train()  # in the first epoch (3 steps each)
+    Trainer(config, tmp_path / "run").train(resume=True)
+    text = (tmp_path / "run" / "train.log").read_text()
+    assert "at step 2 (epoch 1, batch 2 of it)" in text and "(epoch 0" not in text

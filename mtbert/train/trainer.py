@@ -280,7 +280,7 @@ class Trainer:
             log.warning("the checkpoint was written by %d process(es), this run has %d: training continues from "
                         "the same step, but dropout draws differ from an uninterrupted run", saved_world,
                         self.world.size)
-        log.info("resumed %s at step %d (epoch %d, batch %d)", self.run_dir, self.step, self.epoch, self.position)
+        log.info("resumed %s at step %d (epoch %d, batch %d of it)", self.run_dir, self.step, self.epoch + 1, self.position)
 
     # ----- evaluation ---------------------------------------------------------------------
     def mean_epoch_loss(self) -> float:
