@@ -87,6 +87,9 @@ ROWS: dict[str, Row] = {
     # The quickstart taught by the teachers' seed 0, λ annealed from 0 to 1 (BAM!'s teacher annealing)
     "distilled": Row("distilled.yaml", overrides=()),
     "distilled-fixed-weight": Row("distilled.yaml", overrides=("train.distill.anneal=false",), seeds=1),
+    # the distilled row with its STS teacher's own head (cosine) for STS; Quora keeps the relational layer
+    "distilled-cosine-sts": Row("distilled.yaml", overrides=(
+        "model.heads.sts={type: cosine, pooling: mean, dropout: 0.3}",), seeds=1),
     # The distilled row's three seeds (their heads start from one draw) averaged into one model
     "distilled-soup": Row("", overrides=(), seeds=1, runner="soup", after="distilled"),
     # The quickstart with every seed's heads from one draw, so that its seeds can be averaged, and that average
