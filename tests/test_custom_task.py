@@ -63,3 +63,34 @@ def test_a_custom_task_without_a_delimiter_reads_tabs():
     spec = TaskSpec.from_dict({"name": "pol", "kind": "binary", "text_columns": ["sentence"], "label_column": "label",
                                "files": {"train": "pol-train.csv"}})
     assert spec.delimiter == "\t"
+
+
+def test_word_labels_are_read_from_the_data_and_saved_as_label_names(tmp_path, tiny_checkpoint):
+    from mtbert import Predictor
+
+    rows = [("u0", "A fine film", "pos"), ("u1", "A dull film", "neg"), ("u2", "Loved it", "pos"), ("u3", "Awful", "neg")]
+    for split in ("train", "dev"):
+        (tmp_path / f"pol-{split}.csv").write_text(
+            "id\tsentence\tlabel\n" + "".join(f"{i}{copy}\t{s}\t{label}\n" for copy in "ab" for i, s, label in rows),
+            encoding="utf-8")
+    task = {"name": "pol", "kind": "binary", "text_columns": ["sentence"], "label_column": "label",
+            "files": {"train": "pol-train.csv", "dev": "pol-dev.csv"}}  # no delimiter: tabs; no label_names
+    config = load_config(None, [f"model.name={tiny_checkpoint}", f"data.dir={tmp_path}", "data.tasks=[pol]",
+                                f"data.custom_tasks=[{json.dumps(task)}]", "train.epochs=1", "train.batch_size=4",
+                                "train.progress=false"])
+    Trainer(config, tmp_path / "run").train()
+    model = MultitaskModel.from_pretrained(tmp_path / "run" / "best")
+    assert model.specs["pol"].label_names == ("neg", "pos")  # sorted: neg is class 0
+    answer = Predictor.from_pretrained(tmp_path / "run" / "best", device="cpu").predict("pol", ["A fine film"])[0]
+    assert answer.label in ("neg", "pos") and set(answer.probabilities) == {"neg", "pos"}
+    analysis = (tmp_path / "run" / "analysis" / "pol-dev.jsonl").read_text().splitlines()
+    assert {json.loads(line)["gold"] for line in analysis} == {0, 1}
+
+
+def test_word_labels_named_in_label_names_keep_that_order(tmp_path):
+    from mtbert.tasks import TaskSpec
+    from mtbert.tasks.readers import parse_label
+
+    spec = TaskSpec.from_dict({"name": "pol", "kind": "binary", "text_columns": ["sentence"], "label_column": "label",
+                               "files": {}, "label_names": ["pos", "neg"]})
+    assert parse_label(spec, "neg", tmp_path, 2) == 1 and parse_label(spec, "0", tmp_path, 3) == 0

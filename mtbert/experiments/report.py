@@ -25,7 +25,6 @@ from ..tasks import TaskSpec
 from ..train.run_log import read_metrics
 from . import figures
 
-SENTIMENT_NAMES = {5: ["very neg.", "negative", "neutral", "positive", "very pos."]}
 WRONG_SHOWN = 10
 
 
@@ -114,9 +113,7 @@ class Report:
             self.figures[name] = figures.regression_scatter(gold, predicted, f"{spec.name}: predicted vs gold")
             parts.append(self._image(name))
         else:
-            size = spec.num_labels if spec.kind == "classification" else 2
-            labels = SENTIMENT_NAMES.get(size, [str(i) for i in range(size)]) if spec.kind == "classification" \
-                else ["0 (no)", "1 (yes)"]
+            labels = [f"{i} ({name})" if name != str(i) else name for i, name in enumerate(spec.labels)]
             gold = [int(r["gold"]) for r in rows]
             predicted = [int(r["prediction"]) for r in rows]
             name = f"{spec.name}_confusion"

@@ -56,10 +56,14 @@ class ReadResult:
 
 
 def parse_label(spec: TaskSpec, raw: str, path: Path, line: int) -> Label:
+    """A class number, a class's name (``label_names``: ``pos`` for class 1 of [neg, pos]), or a score."""
+    if spec.kind != "regression" and raw in spec.label_names:
+        return spec.label_names.index(raw)
     try:
         value = float(raw)
     except ValueError:
-        raise DataError(path, line, f"label {raw!r} in column {spec.label_column!r} is not a number") from None
+        names = f" nor one of its label_names ({', '.join(spec.label_names)})" if spec.label_names else ""
+        raise DataError(path, line, f"label {raw!r} in column {spec.label_column!r} is not a number{names}") from None
     if not math.isfinite(value):
         raise DataError(path, line, f"label {raw!r} is not finite")
     if spec.kind == "regression":

@@ -35,12 +35,46 @@ def labelled_split(data: dict[str, TaskSplits], split: str) -> dict[str, TaskFea
 
 
 def task_specs(config: ExperimentConfig) -> list[TaskSpec]:
-    """The configured tasks, registering the user's custom tasks first."""
+    """The configured tasks, registering the user's custom tasks first: a classification or binary task
+    whose training labels are words (``pos``, ``neg``) and that names no ``label_names`` takes them, sorted,
+    from its training file, and they are saved with the model."""
     for values in config.data.custom_tasks:
-        register_task(TaskSpec.from_dict(values), replace=True)
+        spec = TaskSpec.from_dict(values)
+        if spec.kind != "regression" and not spec.label_names and "train" in spec.files:
+            spec = with_label_names_from_data(spec, Path(config.data.dir or ".") / spec.files["train"])
+        register_task(spec, replace=True)
     if not config.data.tasks:
         raise ValueError("data.tasks is empty: name at least one task")
     return [get_task(name) for name in config.data.tasks]
+
+
+def with_label_names_from_data(spec: TaskSpec, path: Path) -> TaskSpec:
+    """``spec`` with the label set of its training file as its names, when those labels are not numbers."""
+    import csv
+
+    if not path.is_file():
+        return spec
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        rows = csv.DictReader(handle, delimiter=spec.delimiter)
+        raw = {(row.get(spec.label_column) or "").strip() for row in rows} - {""}
+    if not raw or all(is_number(value) for value in raw):
+        return spec
+    names = tuple(sorted(raw))
+    if spec.kind == "binary" and len(names) != 2:
+        raise DataError(path, 0, f"task {spec.name!r} is binary but its labels are {len(names)} words "
+                                 f"({', '.join(names[:6])}): give label_names, or make it a classification task")
+    count = len(names) if spec.kind == "classification" else 2
+    log.info("%s: labels %s read from %s (class 0 to %d, in sorted order)", spec.name, ", ".join(names), path.name,
+             count - 1)
+    return dataclasses.replace(spec, label_names=names, num_labels=count if spec.kind == "classification" else 2)
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def shrink_examples(examples: list, shrink: int, seed: int) -> list:

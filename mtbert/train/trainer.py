@@ -85,6 +85,11 @@ class Trainer:
             torch.set_num_threads(train.num_threads or threads_per_process(self.world))
         self.precision = resolve_precision(train.precision, self.device)
         self.bars: Optional[bool] = None if train.progress and self.world.is_main else False  # None: on a terminal
+        flag, data_dir = data_dir, config.resolved_data_dir(data_dir)
+        if not data_dir.is_dir():
+            raise ConfigError(f"data directory {data_dir} {'is not a directory' if data_dir.exists() else 'not found'}"
+                              f" (places, first set wins: {describe_data_dirs(flag, config.data.dir, environment=False)})")
+        config.data.dir = str(data_dir)  # the run records where its data was; evaluate and predict use it
         init_seed = config.model.init_seed
         torch.manual_seed(train.seed if init_seed is None else init_seed)
         self.model: MultitaskModel = build_model(config).to(self.device)
@@ -92,11 +97,6 @@ class Trainer:
             torch.manual_seed(train.seed)  # dropout and everything after the heads' draw follow the run's seed
         if train.compile:
             self.model.encoder.compile(dynamic=True)  # in place: parameter names (and checkpoints) unchanged
-        flag, data_dir = data_dir, config.resolved_data_dir(data_dir)
-        if not data_dir.is_dir():
-            raise ConfigError(f"data directory {data_dir} {'is not a directory' if data_dir.exists() else 'not found'}"
-                              f" (places, first set wins: {describe_data_dirs(flag, config.data.dir, environment=False)})")
-        config.data.dir = str(data_dir)  # the run records where its data was; evaluate and predict use it
         self.model.data_dir = str(data_dir)
         self.data: dict[str, TaskSplits] = load_task_splits(self.model, data_dir, config.data.limit,
                                                             shrink=config.data.shrink, seed=train.seed,
