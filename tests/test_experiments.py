@@ -264,3 +264,10 @@ def test_a_search_joining_a_study_of_another_space_kind_is_refused_before_any_tr
     assert main(["search", "--config", str(search_file(tmp_path, tiny_checkpoint, data_dir, **same_choices)),
                  "--output-dir", str(output)]) == 0
     assert [r["state"] for r in read_rows(output)] == ["complete", "complete"]
+
+
+def test_compare_splits_custom_tasks_into_their_fields():
+    from mtbert.experiments.compare import flatten
+
+    flat = flatten({"data": {"custom_tasks": [{"name": "pol", "kind": "binary", "files": {"train": "a.csv"}}]}})
+    assert flat == {"data.custom_tasks.pol.kind": "binary", "data.custom_tasks.pol.files.train": "a.csv"}

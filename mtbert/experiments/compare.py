@@ -24,6 +24,11 @@ RUN_FIELDS = ("run", "finished")  # per-run columns that a group of seeds has no
 
 
 def flatten(values: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys to values; a list of named mappings (``data.custom_tasks``) by name, so that one field of
+    one custom task is one column rather than the whole task as JSON."""
+    if isinstance(values, list) and values and all(isinstance(v, dict) and isinstance(v.get("name"), str)
+                                                   for v in values):
+        values = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in values}
     if isinstance(values, dict) and values:
         flat = {}
         for key, value in values.items():
