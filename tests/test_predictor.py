@@ -152,3 +152,12 @@ def test_json_answers_never_hold_a_bare_nan():
     out = io.StringIO()
     write_answers(out, "json", ["1"], [("a", "b")], {"sts": [answer]}, {"sts": get_task("sts")})
     assert json.loads(out.getvalue())["sts"]["score"] is None and "NaN" not in out.getvalue()
+
+
+def test_scores_are_fp32_not_rounded_to_bf16(trained_run):  # noqa: F811
+    predictor = Predictor.from_pretrained(trained_run / "best", device="cpu", precision="bf16")
+    pairs = [(a, b) for a in SENTENCES for b in SENTENCES]
+    scores = predictor.outputs("sts", pairs)
+    assert scores.dtype == torch.float32
+    assert (scores.to(torch.bfloat16).float() != scores).float().mean() > 0.5, "the scores carry bf16's 8 bits only"
+    assert {p.dtype for p in predictor.model.heads.parameters()} == {torch.float32}

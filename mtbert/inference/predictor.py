@@ -61,7 +61,9 @@ class Predictor:
         resolved = resolve_device(device, option="device")
         model = MultitaskModel.from_pretrained(directory, base=base).to(resolved)
         chosen = resolve_precision(precision, resolved)
-        chosen.keep_weights_cast(model)  # the predictor owns this model: cast once, not on every call
+        # the predictor owns this model: the encoder's weights cast once, not on every call; the heads stay
+        # fp32, as they run outside autocast (scores and probabilities in fp32, not rounded to bf16)
+        chosen.keep_weights_cast(model.encoder)
         return cls(model, chosen, batch_size, max_tokens)
 
     # ----- what the model offers ----------------------------------------------------------
