@@ -248,7 +248,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .inference.export import export_onnx, export_sentence_transformers
+    from .inference.export import export_onnx, export_sentence_transformers, export_transformers_classifier
     from .multitask import MultitaskModel
 
     _setup_logging()
@@ -260,6 +260,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         if importlib.util.find_spec("onnx") is None:  # the exporter writes through it
             raise ImportError("--format onnx needs the export extra: pip install -e '.[export]' (onnx, onnxscript)")
         export_onnx(model, output, args.overwrite, source=args.model)
+    elif args.format == "transformers":
+        if not args.task:
+            raise ValueError(f"--format transformers writes one task: give --task ({', '.join(model.specs)})")
+        export_transformers_classifier(model, args.task, output, args.overwrite, source=args.model)
     else:
         export_sentence_transformers(model, output, args.pooling, args.normalize, args.overwrite, source=args.model)
     print(f"wrote {output} ({args.format})")
@@ -409,8 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a trained model for sentence-transformers or ONNX")
     export.add_argument("--model", required=True, type=existing("dir"), help="a model directory (a run's best/)")
     export.add_argument("--base", type=existing("dir"), help="for a delta model whose base encoder has moved")
-    export.add_argument("--format", required=True, choices=["sentence-transformers", "onnx"],
-                        help="sentence-transformers: the encoder with its pooling and length; onnx: a graph per task")
+    export.add_argument("--format", required=True, choices=["sentence-transformers", "onnx", "transformers"],
+                        help="sentence-transformers: the encoder with its pooling and length; onnx: a graph per task; "
+                        "transformers: one task (--task) as a BertForSequenceClassification")
+    export.add_argument("--task", help="--format transformers: the task to write")
     export.add_argument("output", type=writable("dir"), help="the directory to write")
     export.add_argument("--pooling", choices=["mean", "cls"],
                         help="sentence-transformers: the sentence vector (default: what most heads use)")

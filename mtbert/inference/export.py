@@ -115,3 +115,50 @@ def export_onnx(model: MultitaskModel, output: Path, overwrite: bool = False, op
 
 def write_json(path: Path, value) -> None:
     path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+
+
+def export_transformers_classifier(model: MultitaskModel, task: str, output: Path, overwrite: bool = False,
+                                   source: Optional[Path] = None) -> Path:
+    """One task as a transformers ``BertForSequenceClassification`` (``pipeline("text-classification")``
+    loads it): the encoder and its pooler, and the task's linear head as the classifier. Only a head that is
+    exactly that model's (a linear layer on the pooler output, no shared layer, no PEFT modules) can be
+    written; anything else is refused with the reason. A binary head's one logit z becomes the logits
+    (0, z), whose softmax is (1 − σ(z), σ(z)); a regression head becomes ``num_labels: 1``."""
+    from safetensors.torch import load_file, save_file
+
+    if task not in model.specs:
+        raise ValueError(f"the model has no task {task!r}; it has {', '.join(model.specs)}")
+    spec, settings = model.specs[task], model.head_settings[task]
+    problems = []
+    if settings.get("type") not in ("linear", "cross_encoder"):
+        problems.append(f"its head is {settings.get('type')!r}, not a linear layer over one vector")
+    if settings.get("pooling") != "pooler":
+        problems.append(f"it pools by {settings.get('pooling')!r}; BertForSequenceClassification reads the pooler "
+                        "output")
+    if model.shared_hidden_layer:
+        problems.append("a shared hidden layer sits before the head")
+    if model.peft:
+        problems.append(f"the encoder holds PEFT modules ({', '.join(model.peft)})")
+    if model.pair_order(task) == "both":
+        problems.append("its predictions average both orders of each pair")
+    if problems:
+        raise ValueError(f"task {task!r} cannot be a transformers BertForSequenceClassification: {'; '.join(problems)}")
+    prepare_output_dir(output, overwrite, [source] if source else [], earlier="mtbert-transformers.json")
+    model.encoder.save_pretrained(output)
+    model.tokenizer.save_pretrained(output)
+    weights = {f"bert.{k}": v for k, v in load_file(str(output / "model.safetensors")).items()}
+    layer = model.heads[task].output
+    weight, bias = layer.weight.detach().float().cpu(), layer.bias.detach().float().cpu()
+    if spec.kind == "binary":
+        weight, bias = torch.cat([torch.zeros_like(weight), weight]), torch.cat([torch.zeros_like(bias), bias])
+    weights["classifier.weight"], weights["classifier.bias"] = weight.contiguous(), bias.contiguous()
+    save_file(weights, str(output / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((output / "config.json").read_text(encoding="utf-8"))
+    labels = list(spec.labels) if spec.kind != "regression" else ["score"]
+    config.update({"architectures": ["BertForSequenceClassification"], "num_labels": len(labels),
+                   "id2label": dict(enumerate(labels)), "label2id": {name: i for i, name in enumerate(labels)},
+                   "problem_type": "regression" if spec.kind == "regression" else "single_label_classification",
+                   "classifier_dropout": None})
+    write_json(output / "config.json", config)
+    write_json(output / "mtbert-transformers.json", {"task": task, "kind": spec.kind, "max_length": model.max_length})
+    return output
