@@ -42,3 +42,12 @@ def test_every_config_field_is_in_the_usage_reference():
     missing = [name for name in config_fields() if f"`{name}`" not in usage and name not in usage
                and not (name.startswith(sections) and f"`{name.rsplit('.', 1)[0]}`" in usage)]
     assert not missing, missing
+
+
+def test_the_methods_page_shows_the_shipped_search_file():
+    import yaml
+
+    page = (REPO / "docs" / "methods.md").read_text(encoding="utf-8")
+    block = page.split("# recipes/search/quickstart.yaml, as shipped", 1)[1].split("\n", 1)[1].split("```", 1)[0]
+    shipped = yaml.safe_load((REPO / "recipes" / "search" / "quickstart.yaml").read_text(encoding="utf-8"))
+    assert yaml.safe_load(block) == shipped

@@ -271,3 +271,10 @@ def test_compare_splits_custom_tasks_into_their_fields():
 
     flat = flatten({"data": {"custom_tasks": [{"name": "pol", "kind": "binary", "files": {"train": "a.csv"}}]}})
     assert flat == {"data.custom_tasks.pol.kind": "binary", "data.custom_tasks.pol.files.train": "a.csv"}
+
+
+def test_the_report_names_each_tasks_classes(tiny_run, tmp_path):
+    from mtbert.experiments.report import write_report
+
+    page = Path(write_report(tiny_run, tmp_path / "report")).read_text(encoding="utf-8")
+    assert "very negative" in page and "not duplicate" in page and "0 (no)" not in page
