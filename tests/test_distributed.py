@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -107,8 +108,10 @@ def test_two_processes_reach_the_parameters_of_one(tmp_path, dropout_free_checkp
     assert two["best"]["composite"] == pytest.approx(one["best"]["composite"], abs=1e-4)
     # rank 0 alone writes: one log, one line per evaluation, no files from rank 1
     assert len(dev_records(two_dir)) == len(dev_records(tmp_path / "one"))
-    written = sorted(p.name for p in two_dir.iterdir() if p.name != "train.log")  # the CLI's log
+    written = sorted(p.name for p in two_dir.iterdir())
     assert written == sorted(p.name for p in (tmp_path / "one").iterdir() if p.name != "tensorboard")
+    evaluations = re.findall(r"epoch \d+ dev: ", (two_dir / "train.log").read_text())
+    assert len(evaluations) == len(dev_records(two_dir))  # rank 0's lines alone
 
 
 def test_a_stopped_two_process_run_resumes_exactly(tmp_path, tiny_checkpoint, data_dir):
