@@ -87,14 +87,12 @@ def paired_bootstrap(system: Sequence[Run], other: Sequence[Run], gold: Mapping[
         labels = np.asarray(labels, dtype=np.float64)
         metric = metrics[task]
         draws = rng.integers(0, len(labels), size=(samples, len(labels)))
-        full = np.arange(len(labels))[None, :]
         means, whole = {}, {}
         for name, runs in (("system", system), ("other", other)):
             table = np.stack([_metric_per_replicate(metric, np.asarray(run[task], dtype=np.float64), labels, draws)
                               for run in runs], axis=1)  # replicates x runs
             means[name] = table[replicate, seed_draws[name]].mean(axis=1)
-            whole[name] = float(np.mean([_metric_per_replicate(metric, np.asarray(run[task], dtype=np.float64),
-                                                               labels, full)[0] for run in runs]))
+            whole[name] = float(np.mean([METRICS[metric][0](run[task], labels) for run in runs]))  # the task's own metric
         per_task[task] = means
         observed[task] = whole
     scale = {task: METRICS[metrics[task]][2] for task in gold}
