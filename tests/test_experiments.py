@@ -112,6 +112,30 @@ def test_two_workers_share_one_sqlite_study(tmp_path, tiny_checkpoint, data_dir)
     assert len({r["run_dir"] for r in rows}) == 4 and all(Path(r["run_dir"], "results.json").exists() for r in rows)
 
 
+def test_a_worker_that_loses_the_table_creation_race_joins_the_study(tmp_path, monkeypatch):
+    """Two workers starting at once both create the schema; the loser sees "table ... already exists"
+    (measured in CI) and must join the study the winner made, not stop."""
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    real = optuna.storages.RDBStorage
+    calls = []
+
+    class RacingStorage(real):
+        def __init__(self, *args, **kwargs):
+            calls.append(args)
+            if len(calls) == 1:
+                raise OperationalError("CREATE TABLE study_directions", {},
+                                       Exception("table study_directions already exists"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", RacingStorage)
+    monkeypatch.setattr(search_module.time, "sleep", lambda seconds: None)
+    config = search_module.SearchConfig(recipe="r.yaml", space={"train.lr": {"low": 1e-4, "high": 1e-2}})
+    study = search_module.open_study(config, f"sqlite:///{tmp_path / 'study.db'}", "joined")
+    assert study.study_name == "joined" and len(calls) == 2
+
+
 def test_bad_search_files_are_one_clear_line(tmp_path, tiny_checkpoint, data_dir, capsys):
     cases = [({"sampler": "annealing"}, "sampler: 'annealing' is not one of tpe, random, grid"),
              ({"sampler": "grid"}, "space.train.lr: grid search needs choices"),

@@ -196,8 +196,9 @@ def open_study(search: SearchConfig, storage: str, name: str):
         except (NoSuchModuleError, ImportError) as error:
             raise ValueError(f"--storage {storage!r}: no database driver for {url.drivername!r} ({error})") from None
         except OperationalError as error:
-            locked = "locked" in str(error).lower()
-            if not locked or attempt == 7:  # not the other worker's lock: the database cannot be reached
+            message = str(error).lower()
+            racing = "locked" in message or "already exists" in message  # the other worker holds or made it
+            if not racing or attempt == 7:  # not the other worker's doing: the database cannot be reached
                 first = str(error.orig if getattr(error, "orig", None) else error).splitlines()[0]
                 raise ValueError(f"--storage {storage!r} cannot be opened: {first}") from None
             time.sleep(0.5 * (attempt + 1))
