@@ -34,7 +34,7 @@ import yaml
 
 from common import REPO, RESULTS, markdown_table
 from lr_grid import grid_finished, next_rates
-from study_report import load, report, rows_needing_seeds, table, tried_a_grid, write_section
+from study_report import SOUP_SIZE, load, report, rows_needing_seeds, table, tried_a_grid, write_section
 
 RECIPES = REPO / "recipes"
 FULL = ("train.epochs=3",)
@@ -85,13 +85,15 @@ ROWS: dict[str, Row] = {
     # (recipes/teachers/*.yaml), scored together: the teachers of the distilled rows (seed 0 is theirs).
     "teachers": Row("", overrides=(), runner="teachers"),
     # The quickstart taught by the teachers' seed 0, λ annealed from 0 to 1 (BAM!'s teacher annealing)
-    "distilled": Row("distilled.yaml", overrides=()),
+    # (nine seeds: three for each of distilled-soup's three soups)
+    "distilled": Row("distilled.yaml", overrides=(), seeds=9),
     "distilled-fixed-weight": Row("distilled.yaml", overrides=("train.distill.anneal=false",), seeds=1),
     # the distilled row with its STS teacher's own head (cosine) for STS; Quora keeps the relational layer
     "distilled-cosine-sts": Row("distilled.yaml", overrides=(
         "model.heads.sts={type: cosine, pooling: mean, dropout: 0.3}",), seeds=1),
-    # The distilled row's three seeds (their heads start from one draw) averaged into one model
-    "distilled-soup": Row("", overrides=(), seeds=1, runner="soup", after="distilled"),
+    # Three of the distilled row's seeds (their heads start from one draw) averaged into one model: soup
+    # seed s averages distilled seeds 3s, 3s+1 and 3s+2, so that the soup's own seeds are independent
+    "distilled-soup": Row("", overrides=(), runner="soup", after="distilled"),
     # The quickstart with every seed's heads from one draw, so that its seeds can be averaged, and that average
     "quickstart-shared-init": Row("quickstart.yaml", overrides=("model.init_seed=0",)),
     "quickstart-soup": Row("", overrides=(), seeds=1, runner="soup", after="quickstart-shared-init"),
@@ -202,13 +204,20 @@ def teachers_commands(name: str, row: Row, seed: int, root: Path, runs: Path, ex
     return commands + [[sys.executable, str(REPO / "benchmarks" / "combined_run.py"), "--out", str(run_dir), *parts]]
 
 
+def soup_ingredients(seed: int) -> range:
+    """The seeds of the averaged row that one seed of a soup row takes: its own, disjoint group."""
+    return range(SOUP_SIZE * seed, SOUP_SIZE * (seed + 1))
+
+
 def soup_commands(name: str, row: Row, seed: int, root: Path, runs: Path, extra: list[str],
                   resume: bool) -> list[list[str]]:
-    """The weight average of row.after's three seeds (benchmarks/soup_run.py)."""
-    ingredients = [run_paths(root, runs, row.after, s)[1] for s in range(3)]
+    """The weight average of SOUP_SIZE of row.after's seeds (benchmarks/soup_run.py)."""
+    seeds = soup_ingredients(seed)
+    ingredients = [run_paths(root, runs, row.after, s)[1] for s in seeds]
     missing = [str(p) for p in ingredients if not (p / "best").exists()]
     if missing:
-        raise RuntimeError(f"{name} averages {row.after}'s seeds 0-2; not found: {', '.join(missing)}")
+        raise RuntimeError(f"{name} seed {seed} averages {row.after}'s seeds {seeds[0]}-{seeds[-1]}; "
+                           f"not found: {', '.join(missing)}")
     return [[sys.executable, str(REPO / "benchmarks" / "soup_run.py"), "--out", str(run_paths(root, runs, name, seed)[1]),
              *map(str, ingredients)]]
 
@@ -498,7 +507,7 @@ def plan(only: list[str], seeds: int | None, root: Path) -> list[tuple[str, int]
     for name, row in ROWS.items():
         if only and name not in only:
             continue
-        for seed in range(seeds if seeds is not None else 3 if name in needing else row.seeds):
+        for seed in range(seeds if seeds is not None else max(3, row.seeds) if name in needing else row.seeds):
             if not finished(name, row, seed, root, first_pending=(name, 0) in todo):
                 todo.append((name, seed))
     return todo

@@ -354,18 +354,19 @@ def seed_noise(found: dict, key: str = "composite") -> float | None:
 
 
 # Rows whose cost includes other rows' runs: a distilled student's teachers (trained once, seed 0), a
-# soup's ingredients (every seed of the row it averages).
+# soup's ingredients (SOUP_SIZE runs of the row it averages).
 TEACHERS_ROW = "teachers"
 SOUPS = {"distilled-soup": "distilled", "quickstart-soup": "quickstart-shared-init"}
+SOUP_SIZE = 3  # the runs one soup averages
 NOT_CANDIDATES = ("quickstart", "hf-reference", TEACHERS_ROW)
 
 
 def run_minutes(found: dict, name: str) -> float:
     """What one run of a row costs from scratch, in minutes: its own wall time, plus its teachers' (seed 0)
-    for a distilled row, plus every ingredient's for a soup."""
+    for a distilled row, plus its ingredients' (SOUP_SIZE runs at their mean time) for a soup."""
     minutes = statistics.mean(r["wall_seconds"] for r in found[name]) / 60
     if name in SOUPS and SOUPS[name] in found:
-        minutes += sum(r["wall_seconds"] for r in found[SOUPS[name]]) / 60
+        minutes += SOUP_SIZE * statistics.mean(r["wall_seconds"] for r in found[SOUPS[name]]) / 60
         name = SOUPS[name]
     if name.startswith("distilled") and TEACHERS_ROW in found:
         minutes += sum(r["wall_seconds"] for r in found[TEACHERS_ROW] if r["seed"] == 0) / 60

@@ -314,3 +314,20 @@ def test_a_smart_claim_compares_rows_that_differ_in_smart_alone():
         smart, plain = row_config(with_smart), row_config(without)
         assert smart["train"].pop("smart")["enabled"] and not plain["train"].pop("smart")["enabled"], claim.text
         assert smart == plain, claim.text
+
+
+def test_each_seed_of_a_soup_row_averages_its_own_three_runs(tmp_path):
+    """Soup seeds must be independent draws: seed s takes seeds 3s..3s+2 of the row it averages, and
+    says which of them are missing."""
+    import study as plan
+
+    row = plan.ROWS["distilled-soup"]
+    for seed in (0, 1, 2):
+        for s in plan.soup_ingredients(seed):
+            (tmp_path / "runs" / row.after / f"seed{s}" / "best").mkdir(parents=True)
+    command = plan.soup_commands("distilled-soup", row, 1, tmp_path / "records", tmp_path / "runs", [], False)[0]
+    assert command[-3:] == [str(tmp_path / "runs" / row.after / f"seed{s}") for s in (3, 4, 5)]
+    assert plan.ROWS[row.after].seeds >= plan.SOUP_SIZE * row.seeds  # the plan trains every ingredient
+    (tmp_path / "runs" / row.after / "seed7" / "best").rmdir()
+    with pytest.raises(RuntimeError, match="seeds 6-8; not found: .*seed7"):
+        plan.soup_commands("distilled-soup", row, 2, tmp_path / "records", tmp_path / "runs", [], False)

@@ -192,3 +192,7 @@ def test_rows_built_to_beat_the_reference_are_set_against_it_with_their_whole_co
     assert "**distilled** (one model, 28.0 min from scratch" in text
     assert "does not meet the target" in text  # no predictions here: no interval, so no claim of a gain
     assert study_report.against_reference_rows({"distilled": records(0.75)}) == ""
+    # a soup costs its own minute, three ingredient runs (of however many the averaged row has) and the teachers
+    found["distilled"] = records(*[0.756] * 9, minutes=10.0)
+    found["distilled-soup"] = records(0.758, 0.757, 0.759, minutes=1.0)
+    assert study_report.run_minutes(found, "distilled-soup") == pytest.approx(1.0 + 3 * 10.0 + 18.0)
