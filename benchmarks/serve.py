@@ -1,6 +1,7 @@
 """The prediction server under load, beside the Predictor called in-process.
 
     python benchmarks/serve.py [--model RUN/best] [--requests 240] [--concurrency 1 8 32] [--window-ms 5]
+                               [--backend torch|onnx|onnx-int8] [--name RECORD]
 
 Starts ``mtbert serve`` on 127.0.0.1 (a free port), waits for /health, then for each concurrency level
 drives ``POST /predict/sst`` with that many clients (one SST dev sentence per request) until
@@ -74,8 +75,8 @@ async def drive(url: str, sentences: list[str], requests: int, clients: int) -> 
             "errors": errors}
 
 
-def in_process(model: Path, sentences: list[str]) -> dict:
-    predictor = Predictor.from_pretrained(model)
+def in_process(model: Path, sentences: list[str], backend: str = "torch") -> dict:
+    predictor = Predictor.from_pretrained(model, backend=backend)
     predictor.predict("sst", sentences[:8])  # warm-up
     started = time.perf_counter()
     for sentence in sentences[:64]:
@@ -96,12 +97,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--window-ms", type=float, default=5.0)
     parser.add_argument("--name", default="serve")
+    parser.add_argument("--backend", default="torch", help="the server's and the Predictor's: torch, onnx, onnx-int8")
     args = parser.parse_args()
     model = args.model or a_model(REPO / "runs" / "serve-bench-model")
     sentences = [e.texts[0] for e in read_examples(TASKS["sst"], DATA / "ids-sst-dev.csv", limit=512).examples]
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "mtbert", "serve", "--model", str(model.resolve()), "--port",
-                               str(port), "--window-ms", str(args.window_ms)], stdout=subprocess.DEVNULL,
+                               str(port), "--window-ms", str(args.window_ms), "--backend", args.backend],
+                              stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, cwd=CHILD_CWD)
     try:
         for _ in range(600):
@@ -121,17 +124,19 @@ def main() -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
-    local = in_process(model, sentences)
+    local = in_process(model, sentences, args.backend)
     rows.append(["Predictor in-process, one sentence per call", 64, local["one_at_a_time_per_second"], "", "", 0, 64])
     rows.append(["Predictor in-process, batches of 32", len(sentences), local["batches_of_32_per_second"], "", "", 0,
                  -(-len(sentences) // 32)])
     table = markdown_table(["how", "requests", "sentences/s", "p50 ms", "p99 ms", "errors", "encoder passes"], rows)
     info = local["device"]
-    print(f"\nMachine: {info['device']} (1-min load {info.get('load_average_1min')}), {local['precision']}; model "
+    print(f"\nMachine: {info['device']} (1-min load {info.get('load_average_1min')}), backend {args.backend} "
+          f"({local['precision']}); model "
           f"all-MiniLM-L6-v2 multitask (quickstart heads); one SST dev sentence per request; micro-batch window "
           f"{args.window_ms} ms\n")
     print(table)
-    save(args.name, {"machine": info, "precision": local["precision"], "window_ms": args.window_ms,
+    save(args.name, {"machine": info, "backend": args.backend, "precision": local["precision"],
+                     "window_ms": args.window_ms,
                      "levels": levels, "in_process": local, "table": table})
 
 

@@ -173,10 +173,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .train.data import labelled_split, load_task_splits
 
     _setup_logging()
-    model, precision = _load_model_and_precision(args)
+    forward = None
+    if args.backend == "torch":
+        model, precision = _load_model_and_precision(args)
+    else:  # the Predictor's backend scores the batches (its model still tokenizes and batches them)
+        from .inference import Predictor
+
+        predictor = Predictor.from_pretrained(args.model, args.device, args.precision, args.base,
+                                              backend=args.backend)
+        model, precision, forward = predictor.model, predictor.precision, predictor.backend.scores
     data = load_task_splits(model, model_data_dir(model, args.data_dir), args.limit, splits=(args.split,))
     metrics, predictions = evaluate_split(model, labelled_split(data, args.split), args.batch_size, precision,
-                                        args.max_tokens)
+                                        args.max_tokens, forward=forward)
     if args.output_dir:
         for task, result in predictions.items():
             spec = model.specs[task]
@@ -197,7 +205,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _setup_logging()
     resolve_device(args.device, option="--device")  # a bad --device is named before the model loads
     predictor = Predictor.from_pretrained(args.model, args.device, args.precision, args.base, args.batch_size,
-                                          args.max_tokens)
+                                          args.max_tokens, args.backend)
     specs = predictor.tasks
     for task in args.task or []:
         predictor.spec(task)  # unknown tasks are named before any work
@@ -247,6 +255,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+BACKEND_OPTION = dict(default="torch", choices=["torch", "onnx", "onnx-int8"],
+                      help="torch (default); onnx or onnx-int8: onnxruntime on the CPU, fp32 graphs or the encoder "
+                      "in int8 (needs the onnx extra; graphs built on first use into MODEL/onnx)")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .inference.export import export_onnx, export_sentence_transformers, export_transformers_classifier
     from .multitask import MultitaskModel
@@ -258,8 +271,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         import importlib.util
 
         if importlib.util.find_spec("onnx") is None:  # the exporter writes through it
-            raise ImportError("--format onnx needs the export extra: pip install -e '.[export]' (onnx, onnxscript)")
-        export_onnx(model, output, args.overwrite, source=args.model)
+            raise ImportError("--format onnx needs the onnx extra: pip install -e '.[onnx]' (onnx, onnxruntime)")
+        if args.int8 and importlib.util.find_spec("onnxruntime") is None:  # its quantiser writes the int8 graph
+            raise ImportError("--int8 needs onnxruntime: pip install -e '.[onnx]'")
+        export_onnx(model, output, args.overwrite, int8=args.int8, source=args.model)
     elif args.format == "transformers":
         if not args.task:
             raise ValueError(f"--format transformers writes one task: give --task ({', '.join(model.specs)})")
@@ -311,7 +326,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging()
     resolve_device(args.device, option="--device")
     serve(str(args.model), args.host, args.port, args.device, args.precision, args.window_ms, args.max_tokens,
-          str(args.base) if args.base else None)
+          str(args.base) if args.base else None, args.backend)
     return 0
 
 
@@ -392,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--max-tokens", type=non_negative_int, default=None,
                              help="most padded tokens per batch (0: no cap; default 1024 on CPU, no cap on a GPU)")
         command.set_defaults(handler=handler)
+        command.add_argument("--backend", **BACKEND_OPTION)
         if name == "evaluate":
             command.add_argument("--data-dir", type=existing("dir"), help="directory of the task files (before $MTBERT_DATA_DIR, the "
                                  "directory the model was trained on, and ./data)")
@@ -414,13 +430,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", required=True, type=existing("dir"), help="a model directory (a run's best/)")
     export.add_argument("--base", type=existing("dir"), help="for a delta model whose base encoder has moved")
     export.add_argument("--format", required=True, choices=["sentence-transformers", "onnx", "transformers"],
-                        help="sentence-transformers: the encoder with its pooling and length; onnx: a graph per task; "
+                        help="sentence-transformers: the encoder with its pooling and length; onnx: one encoder graph "
+                        "and a graph per head; "
                         "transformers: one task (--task) as a BertForSequenceClassification")
     export.add_argument("--task", help="--format transformers: the task to write")
     export.add_argument("output", type=writable("dir"), help="the directory to write")
     export.add_argument("--pooling", choices=["mean", "cls"],
                         help="sentence-transformers: the sentence vector (default: what most heads use)")
     export.add_argument("--normalize", action="store_true", help="sentence-transformers: unit-length vectors")
+    export.add_argument("--int8", action="store_true", help="onnx: also the encoder with int8 weights "
+                        "(encoder.int8.onnx, what --backend onnx-int8 runs)")
     export.add_argument("--overwrite", action="store_true", help="replace a directory that is not empty")
     export.set_defaults(handler=cmd_export)
 
@@ -449,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--window-ms", type=float, default=5.0,
                        help="how long a pass waits for more requests to share it (default 5 ms)")
     serve.add_argument("--max-tokens", type=positive_int, default=8192, help="most tokens gathered into one pass")
+    serve.add_argument("--backend", **BACKEND_OPTION)
     serve.set_defaults(handler=cmd_serve)
 
     search = commands.add_parser("search", help="hyper-parameter search with Optuna (grid, random, TPE)")

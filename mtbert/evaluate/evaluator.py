@@ -86,37 +86,43 @@ def head_scores_in_fp32(model: MultitaskModel, batch: Batch) -> torch.Tensor:
 
 
 def head_outputs(model: MultitaskModel, features: TaskFeatures, batch_size: int, precision: Precision,
-                 max_tokens: Optional[int] = None, progress: Optional[bool] = None) -> torch.Tensor:
-    """The head's raw outputs (logits, one logit, or a score) for every example, in example order, in fp32."""
-    return batched_outputs(model, features, batch_size, precision, lambda batch: head_scores_in_fp32(model, batch),
-                           max_tokens, progress)
+                 max_tokens: Optional[int] = None, progress: Optional[bool] = None,
+                 forward: Optional[Callable[[Batch], torch.Tensor]] = None) -> torch.Tensor:
+    """The head's raw outputs (logits, one logit, or a score) for every example, in example order, in fp32.
+    ``forward``: what computes a batch's scores (default: the model, its head in fp32; the Predictor's
+    ONNX backends pass their own)."""
+    forward = forward or (lambda batch: head_scores_in_fp32(model, batch))
+    return batched_outputs(model, features, batch_size, precision, forward, max_tokens, progress)
 
 
 def predict_features(model: MultitaskModel, features: TaskFeatures, batch_size: int,
                      precision: Precision, max_tokens: Optional[int] = None,
-                     progress: Optional[bool] = None) -> TaskPredictions:
+                     progress: Optional[bool] = None,
+                     forward: Optional[Callable[[Batch], torch.Tensor]] = None) -> TaskPredictions:
     """Predictions for one task split. A task with pair order ``both`` gets the mean of the head's
     outputs (logits or scores) over the pairs as given and swapped."""
     spec = features.spec
-    stacked = head_outputs(model, features, batch_size, precision, max_tokens, progress)
+    stacked = head_outputs(model, features, batch_size, precision, max_tokens, progress, forward)
     if model.pair_order(spec.name) == "both" and len(features):
         swapped = features.oriented([True] * len(features))
-        stacked = (stacked + head_outputs(model, swapped, batch_size, precision, max_tokens, progress)) / 2
+        stacked = (stacked + head_outputs(model, swapped, batch_size, precision, max_tokens, progress, forward)) / 2
     predictions = predictions_from_outputs(stacked, spec).tolist() if len(stacked) else []
     labels = features.labels.tolist() if features.labels is not None else None
     return TaskPredictions(spec.name, [e.id for e in features.examples], predictions, labels, stacked)
 
 
 def evaluate_split(model: MultitaskModel, features_by_task: dict[str, TaskFeatures], batch_size: int,
-                   precision: Precision, max_tokens: Optional[int] = None, progress: Optional[bool] = None
+                   precision: Precision, max_tokens: Optional[int] = None, progress: Optional[bool] = None,
+                   forward: Optional[Callable[[Batch], torch.Tensor]] = None
                    ) -> tuple[dict[str, float], dict[str, TaskPredictions]]:
-    """Metrics of every task on one labelled split, plus the composite over them."""
+    """Metrics of every task on one labelled split, plus the composite over them (``forward``: as
+    ``head_outputs`` takes it, e.g. a Predictor backend's ``scores``)."""
     metrics: dict[str, float] = {}
     predictions: dict[str, TaskPredictions] = {}
     metric_names = {}
     for task, features in features_by_task.items():
         started = time.perf_counter()
-        result = predict_features(model, features, batch_size, precision, max_tokens, progress)
+        result = predict_features(model, features, batch_size, precision, max_tokens, progress, forward)
         log.info("%s: %d examples scored in %.1f s", task, len(features), time.perf_counter() - started)
         predictions[task] = result
         metric = model.specs[task].metric

@@ -5,11 +5,9 @@
   length, ``1_Pooling/config.json``, and ``2_Normalize`` when asked), so that ``SentenceTransformer(OUT)``
   gives the vectors ``Predictor.encode`` gives, instead of guessed defaults (length 512, mean pooling, no
   normalisation).
-- ``onnx``: one graph per task, encoder and head together, with dynamic batch and length; inputs and
-  outputs are described in ``mtbert-onnx.json``. A joint head takes ``input_ids``, ``attention_mask``,
-  ``token_type_ids`` of shape (batch, length); a Siamese head takes the two sentences stacked along the
-  batch axis, shape (2·batch, length), first sentences first, both padded to one length. Output:
-  ``scores`` (logits, one logit, or the score), as the head gives them.
+- ``onnx``: one encoder graph shared by every task and one small graph per head, with dynamic batch and
+  length, described in ``mtbert-onnx.json`` (see ``onnx_bundle``); ``--int8`` adds the encoder with int8
+  weights. The Predictor's ``onnx`` and ``onnx-int8`` backends run the same files.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ import torch
 
 from ..output_dir import prepare_output_dir
 from ..multitask import MultitaskModel
-from ..multitask.features import Batch
 
 ST_POOLINGS = ("mean", "cls")
 
@@ -69,47 +66,17 @@ def export_sentence_transformers(model: MultitaskModel, output: Path, pooling: O
     return output
 
 
-class TaskGraph(torch.nn.Module):
-    """One task's encoder and head as a function of plain tensors (what an ONNX graph can take)."""
-
-    def __init__(self, model: MultitaskModel, task: str):
-        super().__init__()
-        self.model, self.task = model, task
-        self.segments = 2 if model.encoding(task) == "separate" else 1
-
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        batch = Batch(self.task, input_ids, attention_mask, token_type_ids, self.segments, None, [])
-        return self.model(batch).scores.float()
-
-
-def export_onnx(model: MultitaskModel, output: Path, overwrite: bool = False, opset: int = 17,
+def export_onnx(model: MultitaskModel, output: Path, overwrite: bool = False, int8: bool = False,
                 source: Optional[Path] = None) -> Path:
-    if model.peft:
+    """The model's ONNX bundle (``onnx_bundle``: one encoder graph, one graph per head, ``--int8`` adds the
+    int8 encoder) in ``output``: the graphs the Predictor's onnx backends run."""
+    from .onnx_bundle import MANIFEST, build_bundle
+
+    if model.peft:  # before the output directory is touched
         raise ValueError(f"the model holds PEFT modules ({', '.join(model.peft)}) whose forward hooks ONNX export "
                          "does not follow: export is for models without them")
-    prepare_output_dir(output, overwrite, [source] if source else [], earlier="mtbert-onnx.json")
-    model = model.float().eval()
-    description = {"opset": opset, "tasks": {}}
-    for task, spec in model.specs.items():
-        graph = TaskGraph(model, task).eval()  # the exporter restores the wrapper's mode, and with it the model's
-        length, rows = 9, 2 * graph.segments
-        mask = torch.ones(rows, length, dtype=torch.long)
-        mask[0, -3:] = 0  # padding in the example: the encoder's no-padding shortcut must not be the traced path
-        example = (torch.randint(1000, 2000, (rows, length)), mask, torch.zeros(rows, length, dtype=torch.long))
-        path = output / f"{task}.onnx"
-        names = ["input_ids", "attention_mask", "token_type_ids"]
-        axes = {name: {0: "rows", 1: "length"} for name in names}
-        axes["scores"] = {0: "batch"}
-        torch.onnx.export(graph, example, str(path), input_names=names, output_names=["scores"],
-                          dynamic_axes=axes, opset_version=opset, dynamo=False)
-        description["tasks"][task] = {
-            "file": path.name, "kind": spec.kind, "segments": graph.segments,
-            "inputs": "(2·batch, length): the pair's first sentences, then its second ones" if graph.segments == 2
-            else "(batch, length)", "labels": list(spec.labels), "range": list(spec.label_range)
-            if spec.kind == "regression" else None, "max_length": model.max_length}
-    model.eval()
-    model.tokenizer.save_pretrained(output)
-    write_json(output / "mtbert-onnx.json", description)
+    prepare_output_dir(output, overwrite, [source] if source else [], earlier=MANIFEST)
+    build_bundle(model, output, int8=int8)
     return output
 
 

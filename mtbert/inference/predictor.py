@@ -21,6 +21,7 @@ from ..multitask.features import featurize
 from ..precision import Precision, resolve_device, resolve_precision
 from ..tasks import Example, TaskSpec
 from ..tasks.heads.base import POOLINGS
+from .backends import BACKENDS
 
 Input = Union[str, Sequence[str]]  # one sentence, or a pair (a, b)
 
@@ -42,29 +43,37 @@ class Prediction:
 
 class Predictor:
     def __init__(self, model: MultitaskModel, precision: Precision, batch_size: int = 128,
-                 max_tokens: Optional[int] = None):
+                 max_tokens: Optional[int] = None, backend: str = "torch", model_dir: Optional[Path] = None):
         self.model = model.eval()
         self.precision = precision
         self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.backend = BACKENDS.get(backend)(self.model, precision, model_dir)
+        self.backend_name = backend
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str = "auto", precision: str = "auto",
                         base: Optional[str] = None, batch_size: int = 128,
-                        max_tokens: Optional[int] = None) -> "Predictor":
+                        max_tokens: Optional[int] = None, backend: str = "torch") -> "Predictor":
         """A saved model (a run's ``best/``, full or delta; ``base`` where a delta's base encoder now is)
-        on ``device`` (auto: CUDA when present) in ``precision`` (auto: bf16 where native, else fp32).
+        on ``device`` (auto: CUDA when present) in ``precision`` (auto: bf16 where native, else fp32),
+        run by ``backend``: ``torch``; ``onnx`` or ``onnx-int8`` (onnxruntime on the CPU, fp32 graphs or the
+        encoder in int8; the graphs are built on first use into ``directory/onnx`` and reused while the
+        weights stay the same).
 
-        Under bf16 or fp16 the model's linear weights are stored in that dtype once
+        Under torch in bf16 or fp16 the model's linear weights are stored in that dtype once
         (``Precision.keep_weights_cast``), so call ``predictor.model`` inside
         ``predictor.precision.autocast()``, and load ``MultitaskModel.from_pretrained`` to train further.
         ``Predictor(model, precision)`` leaves a model it is given as it is."""
-        resolved = resolve_device(device, option="device")
+        BACKENDS.get(backend)  # an unknown backend is named before the model loads
+        onnx = backend != "torch"
+        resolved = resolve_device("cpu" if onnx and device == "auto" else device, option="device")
         model = MultitaskModel.from_pretrained(directory, base=base).to(resolved)
-        chosen = resolve_precision(precision, resolved)
-        # the predictor owns this model: the encoder's weights cast once, not on every call; the heads stay
-        # fp32, as they run outside autocast (scores and probabilities in fp32, not rounded to bf16)
-        chosen.keep_weights_cast(model.encoder)
-        return cls(model, chosen, batch_size, max_tokens)
+        chosen = resolve_precision("fp32" if onnx and precision == "auto" else precision, resolved)
+        if not onnx:
+            # the predictor owns this model: the encoder's weights cast once, not on every call; the heads
+            # stay fp32, as they run outside autocast (scores and probabilities in fp32, not rounded to bf16)
+            chosen.keep_weights_cast(model.encoder)
+        return cls(model, chosen, batch_size, max_tokens, backend, Path(directory))
 
     # ----- what the model offers ----------------------------------------------------------
     @property
@@ -108,7 +117,7 @@ class Predictor:
         orders of a pair where the model was trained to average them."""
         features = self.model.featurize(task, self.examples(task, inputs))
         return predict_features(self.model, features, self.batch_size, self.precision, self.max_tokens,
-                                progress=False).outputs
+                                progress=False, forward=self.backend.scores).outputs
 
     def predict(self, task: str, inputs: Union[Input, Sequence[Input]]) -> list[Prediction]:
         """One prediction per input (a single sentence or pair may be passed alone)."""
@@ -134,12 +143,10 @@ class Predictor:
         spec = TaskSpec(name="sentences", kind="regression", text_columns=("text",), label_column="", files={})
         examples = [Example(str(i), (s,), None, i + 1) for i, s in enumerate(sentences)]
         features = featurize(self.model.tokenizer, spec, examples, "joint", self.model.max_length)
-        encoder = self.model.encoder
-
         def vectors(batch):
-            return pool(encoder(batch.input_ids, batch.attention_mask, batch.token_type_ids), batch.attention_mask)
+            return pool(self.backend.encoder_output(batch), batch.attention_mask)
         if not examples:
-            return torch.empty(0, encoder.config.hidden_size)
+            return torch.empty(0, self.model.encoder.config.hidden_size)
         result = batched_outputs(self.model, features, self.batch_size, self.precision, vectors, self.max_tokens,
                                  progress=False)
         return torch.nn.functional.normalize(result, dim=-1) if normalize else result

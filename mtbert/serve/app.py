@@ -155,12 +155,12 @@ def answer_dict(answer) -> dict:
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto", precision: str = "auto",
-          window_ms: float = 5.0, max_tokens: int = 8192, base: Optional[str] = None) -> None:
-    """Load the model and serve it until SIGTERM or Ctrl-C."""
+          window_ms: float = 5.0, max_tokens: int = 8192, base: Optional[str] = None, backend: str = "torch") -> None:
+    """Load the model (run by ``backend``: torch, onnx, onnx-int8) and serve it until SIGTERM or Ctrl-C."""
     try:
         import uvicorn
     except ImportError:
         raise ImportError("mtbert serve needs the serve extra: pip install -e '.[serve]' (fastapi, uvicorn)") from None
-    predictor = Predictor.from_pretrained(model, device=device, precision=precision, base=base)
+    predictor = Predictor.from_pretrained(model, device=device, precision=precision, base=base, backend=backend)
     uvicorn.run(create_app(predictor, window_ms, max_tokens), host=host, port=port, log_level="info",
                 timeout_graceful_shutdown=30)
