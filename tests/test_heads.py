@@ -13,7 +13,7 @@ from mtbert.tasks.heads import relational_features
 
 from conftest import TINY
 
-PAIR_HEADS = ["cross_encoder", "siamese_concat", "cosine", "bilinear", "relational", "transformer_layer"]
+PAIR_HEADS = ["cross_encoder", "siamese_concat", "cosine", "dot", "bilinear", "relational", "transformer_layer"]
 SENTENCE_HEADS = ["linear", "transformer_layer"]
 EXAMPLES = [Example(str(i), (a, b), label, i + 2) for i, (a, b, label) in enumerate([
     ("how do i learn python fast?", "what is the quickest way to learn python?", 1.0),
@@ -112,6 +112,17 @@ def test_cosine_head_is_the_cosine_of_the_two_vectors_and_symmetric(tiny_checkpo
     assert torch.allclose(output.scores, 5.0 * F.cosine_similarity(u, v, dim=-1), atol=1e-5)
     swapped = model(batch_for(model, "sts", swap=True)).scores
     assert torch.allclose(output.scores, swapped, atol=1e-5)
+
+
+@pytest.mark.parametrize("task", ["sts", "quora"])
+def test_dot_head_is_the_raw_dot_product_with_no_parameters(tiny_checkpoint, tokenizer, task):
+    model = make_model(tiny_checkpoint, tokenizer, {task: {"type": "dot", "pooling": "mean"}}, tasks=(task,))
+    model.eval()
+    output = model(batch_for(model, task))
+    u, v = output.vectors
+    assert torch.allclose(output.scores.reshape(-1), (u * v).sum(-1), atol=1e-5)
+    assert not (u.norm(dim=-1) - 1).abs().lt(1e-3).all()  # not normalised: a dot product, not a cosine
+    assert list(model.heads[task].parameters()) == []
 
 
 def test_cosine_head_gives_a_learned_logit_for_paraphrase(tiny_checkpoint, tokenizer):

@@ -61,6 +61,18 @@ class CosineHead(SiameseHead):
         return (low + (high - low) * cosine).unsqueeze(-1)
 
 
+@register_head("dot")
+class DotProductHead(SiameseHead):
+    """u·v, the raw dot product of the two sentence vectors, as the logit (binary) or the score
+    (regression, clamped to the task's range when predicted): report 000's base model, "simple dot product
+    on embeddings", with no parameters of its own (``cosine`` is the normalised form)."""
+
+    kinds = ("binary", "regression")
+
+    def combine(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return (self.dropout(u).float() * self.dropout(v).float()).sum(-1, keepdim=True)
+
+
 @register_head("bilinear")
 class BilinearHead(SiameseHead):
     """u^T W v + b with a learned W per output (000's "multiplicative dot product")."""
