@@ -18,6 +18,7 @@ from ..multitask.features import Batch
 from ..multitask.model import split_output
 from ..precision import Precision
 from ..registry import Registry
+from .onnx_bundle import side_inputs
 
 BACKENDS: Registry[type["Backend"]] = Registry("backend")
 register_backend = BACKENDS.register
@@ -102,7 +103,7 @@ class OnnxBackend(Backend):
     def scores(self, batch: Batch) -> torch.Tensor:
         outputs = split_output(self.encoder_output(batch), batch.num_segments)
         masks = batch.attention_mask.chunk(batch.num_segments, dim=0)
-        names = self.tasks[batch.task]["inputs"]
+        names = side_inputs(len(outputs))
         feed = {}
         for i, (output, mask) in enumerate(zip(outputs, masks)):
             for name, value in zip(names[3 * i: 3 * i + 3], (output.last_hidden_state, output.pooler_output, mask)):

@@ -12,7 +12,8 @@ came from):
 - ``heads/<task>.onnx``: a joint head (one input holds the sentence, or [CLS] a [SEP] b [SEP]) takes the
   encoder's two outputs and the ``attention_mask``; a Siamese head takes each side by name
   (``a_last_hidden_state``, ``a_pooler_output``, ``a_attention_mask``, then ``b_...``), each side encoded
-  alone, so the two sides may have different lengths. Outputs: ``logits`` (the head's raw output) and
+  alone, so the two sides may have different lengths. A head keeps only the inputs it reads (the
+  manifest's ``inputs``: a mean-pooling head has no ``pooler_output``). Outputs: ``logits`` (the head's raw output) and
   ``probabilities`` (softmax; for a binary task, (P(no), P(yes))) or ``score`` (clamped to the task's
   range, as mtbert scores it).
 """
@@ -159,7 +160,7 @@ def build_bundle(model: MultitaskModel, output: Path, int8: bool = False, opset:
         with torch.no_grad():
             _export(graph, example, output / "heads" / f"{task}.onnx", names, outputs, axes, opset)
         tasks[task] = {"file": f"heads/{task}.onnx", "kind": spec.kind, "encoding": model.encoding(task),
-                       "inputs": names, "outputs": outputs, "labels": list(spec.labels),
+                       "inputs": graph_inputs(output / "heads" / f"{task}.onnx"), "outputs": outputs, "labels": list(spec.labels),
                        "range": list(spec.label_range) if spec.kind == "regression" else None,
                        "pair_order": model.pair_order(task)}
     model.tokenizer.save_pretrained(output)
@@ -171,6 +172,14 @@ def build_bundle(model: MultitaskModel, output: Path, int8: bool = False, opset:
                          for path in sorted(output.rglob("*.onnx"))}
     write_manifest(output, manifest)
     return manifest
+
+
+def graph_inputs(path: Path) -> list[str]:
+    """The inputs a graph kept: the exporter drops the ones a head does not read (a mean-pooling head
+    takes no ``pooler_output``), so a caller feeds exactly these."""
+    import onnx
+
+    return [item.name for item in onnx.load(str(path), load_external_data=False).graph.input]
 
 
 def quantize_encoder(bundle: Path) -> Path:
