@@ -132,6 +132,8 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0        # 0 disables clipping
     penalties: dict[str, float] = dataclasses.field(default_factory=dict)  # parameter penalty -> weight, e.g. {l2: 1.0e-6}
+    # per task, added with that task's loss only (in an update that holds its batch), e.g. {quora: {l2: 1.0e-6}}
+    task_penalties: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     seed: int = 11711
     max_steps: Optional[int] = None   # stop after this many optimizer steps
     schedule: str = "shuffled"        # batch schedule: shuffled | sequential | zipped | cycled | round_robin |

@@ -77,6 +77,8 @@ def test_frozen_encoder_is_bit_identical_after_training(tmp_path, tiny_checkpoin
     ("model.heads={sst: {type: cosine}}", "needs a sentence-pair task"),
     ("model.heads={sst: {loss: mnr}}", "serves binary, regression tasks"),
     ("train.penalties={symmetric_kl: 1.0}", "is a divergence, not a parameter penalty"),
+    ("train.task_penalties={qoura: {l2: 1.0}}", r"train.task_penalties: 'qoura' is not one of the run's tasks"),
+    ("train.task_penalties={quora: {mse: 1.0}}", r"train.task_penalties.quora: 'mse' is a .*not a parameter penalty"),
 ])
 def test_wrong_head_and_loss_settings_are_one_clear_line(tmp_path, tiny_checkpoint, data_dir, setting, message,
                                                          capsys):
@@ -87,3 +89,25 @@ def test_wrong_head_and_loss_settings_are_one_clear_line(tmp_path, tiny_checkpoi
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert re.search(message, err), err
+
+
+def test_a_task_penalty_joins_only_the_updates_that_hold_its_task(tmp_path, tiny_checkpoint, data_dir):
+    """Report 002 gives paraphrase its own L2 term: in separate updates (one per task batch) only Quora's
+    carry it; a global penalty joins every update; a combined update holding Quora carries it once."""
+    from types import SimpleNamespace
+
+    from mtbert.config import load_config
+    from mtbert.train.builder import build_model, penalty_terms
+    from mtbert.train.step import StepRunner
+
+    config = load_config("recipes/multitask-base.yaml", tiny_overrides(tiny_checkpoint, data_dir) + [
+        "train.task_penalties={quora: {l2: 0.5}}", "train.penalties={l2: 0.25}"])
+    model = build_model(config)
+    terms = penalty_terms(config, model)
+    assert [(weight, task) for weight, _, _, task in terms] == [(0.25, None), (0.5, "quora")]
+    squares = float(sum(p.float().pow(2).sum() for p in terms[0][2]))
+    runner = SimpleNamespace(penalties=terms)
+    assert float(StepRunner._penalty(runner, ["sst"])) == pytest.approx(0.25 * squares, rel=1e-5)
+    assert float(StepRunner._penalty(runner, ["quora"])) == pytest.approx(0.75 * squares, rel=1e-5)
+    assert float(StepRunner._penalty(runner, ["sst", "quora", "sts"])) == pytest.approx(0.75 * squares, rel=1e-5)
+    assert StepRunner._penalty(SimpleNamespace(penalties=terms[1:]), ["sts"]) is None

@@ -131,15 +131,26 @@ def task_objectives(config: ExperimentConfig, model: MultitaskModel, data: dict[
 
 
 def penalty_terms(config: ExperimentConfig, model: nn.Module) -> list:
-    """(weight, penalty, parameters) for each configured parameter penalty, over the decayed parameters."""
+    """(weight, penalty, parameters, tasks) for each configured parameter penalty, over the decayed
+    parameters: ``tasks`` None for ``train.penalties`` (every update), the task for ``train.task_penalties``
+    (an update whose step holds that task's batch: the penalty is part of that task's loss, as report 002
+    gives paraphrase its own L2 term)."""
+    wanted = [(f"train.penalties: {name!r}", name, weight, None) for name, weight in config.train.penalties.items()]
+    tasks = list(getattr(model, "specs", {}))
+    for task, penalties in config.train.task_penalties.items():
+        if tasks and task not in tasks:
+            raise ValueError(f"train.task_penalties: {task!r} is not one of the run's tasks ({', '.join(tasks)})")
+        if not isinstance(penalties, dict):
+            raise ValueError(f"train.task_penalties.{task}: expected penalty -> weight, e.g. {{l2: 1.0e-6}}")
+        wanted += [(f"train.task_penalties.{task}: {name!r}", name, weight, task) for name, weight in penalties.items()]
     terms = []
-    for name, weight in config.train.penalties.items():
+    for where, name, weight, task in wanted:
         penalty = LOSSES.get(name)
         if penalty.role != "penalty":
-            raise ValueError(f"train.penalties: {name!r} is a {penalty.role}, not a parameter penalty")
+            raise ValueError(f"{where} is a {penalty.role}, not a parameter penalty")
         if weight:
             decayed = [p for group in parameter_groups(model, 1.0) if group["weight_decay"] for p in group["params"]]
-            terms.append((weight, penalty(), decayed))
+            terms.append((weight, penalty(), decayed, task))
     return terms
 
 

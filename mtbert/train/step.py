@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -70,8 +70,10 @@ class StepRunner:
             return contextlib.nullcontext()
         return self.data_parallel.no_sync()
 
-    def _penalty(self) -> Optional[torch.Tensor]:
-        terms = [weight * penalty(parameters) for weight, penalty, parameters in self.penalties]
+    def _penalty(self, tasks: Sequence[str]) -> Optional[torch.Tensor]:
+        """The penalties of this update: every global one, and each task penalty whose task has a batch here."""
+        terms = [weight * penalty(parameters) for weight, penalty, parameters, task in self.penalties
+                 if task is None or task in tasks]
         return sum(terms) if terms else None
 
     def _backward(self, value: torch.Tensor, retain_graph: bool = False) -> None:
@@ -130,7 +132,7 @@ class StepRunner:
             if bad:
                 return self._skip(step_number, bad, list(losses.values()))
             terms = self.balancer.terms(losses, examples)
-            penalty = self._penalty()
+            penalty = self._penalty(list(losses))
             if not surgery:
                 total = sum(terms.values())
                 self._backward(total + penalty if penalty is not None else total)
@@ -156,7 +158,7 @@ class StepRunner:
                 total = float("nan")
                 continue
             term = sum(self.balancer.terms({task: loss}, {task: len(indices)}).values())
-            penalty = self._penalty()
+            penalty = self._penalty([task])
             self._backward(term + penalty if penalty is not None else term)
             self._update()
             self.nonfinite_streak = 0
