@@ -133,3 +133,18 @@ def test_summed_losses_add_up():
 def test_building_a_wrong_loss_names_the_problem(names, options, vectors, message):
     with pytest.raises(ValueError, match=message):
         build_task_loss(QUORA, names, options, provides_vectors=vectors)
+
+
+def test_a_clamped_mse_scores_inside_the_range_and_passes_no_gradient_beyond_it():
+    spec = TASKS["sts"]
+    scores = torch.tensor([[-1.0], [2.0], [6.5]], requires_grad=True)
+    labels = torch.tensor([[0.0], [3.0], [5.0]])
+    clamped = build_task_loss(spec, "mse", {"mse": {"clamp": True}})
+    loss = clamped(HeadOutput(scores), labels)
+    assert loss.item() == pytest.approx((0.0 + 1.0 + 0.0) / 3)  # -1 -> 0 and 6.5 -> 5 hit their labels
+    loss.backward()
+    assert scores.grad[0].item() == 0 and scores.grad[2].item() == 0 and scores.grad[1].item() != 0
+    plain = build_task_loss(spec, "mse", None)(HeadOutput(scores.detach()), labels)
+    assert plain.item() == pytest.approx((1.0 + 1.0 + 2.25) / 3)
+    with pytest.raises(ValueError, match="clamp applies to a regression task"):
+        build_task_loss(TASKS["quora"], "mse", {"mse": {"clamp": True}})

@@ -73,7 +73,19 @@ class BinaryCrossEntropy(LabelLoss):
 
 @register_loss("mse")
 class MeanSquaredError(LabelLoss):
+    """``clamp``: the score clamped to the task's range before the loss, as report 003 trains STS (a
+    score beyond 0-5 then gets no gradient back towards the range; off by default)."""
+
     kinds = ("regression", "binary")
 
+    def __init__(self, spec: TaskSpec, clamp: bool = False):
+        super().__init__(spec)
+        if clamp and spec.kind != "regression":
+            raise ValueError(f"task {spec.name!r}: clamp applies to a regression task's score range")
+        self.clamp = bool(clamp)
+
     def __call__(self, output: HeadOutput, labels: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(output.scores.float(), labels.float())
+        scores = output.scores.float()
+        if self.clamp:
+            scores = scores.clamp(*self.spec.label_range)
+        return F.mse_loss(scores, labels.float())
