@@ -57,6 +57,11 @@ def test_augmentation_losses_match_their_formulas(trainer):
     symmetric_kl = ((p * (p / q).log()).sum(-1) + (q * (q / p).log()).sum(-1)).mean()
     loss = build_augmentation("sts_sentiment_consistency").loss(model, batch)
     assert loss.item() == pytest.approx(symmetric_kl.item(), rel=1e-4)
+    one_way = (p * (p / q).log()).sum(-1).mean()  # the report's KL(p‖q)
+    loss = build_augmentation("sts_sentiment_consistency", {"divergence": "kl"}).loss(model, batch)
+    assert loss.item() == pytest.approx(one_way.item(), rel=1e-4)
+    with pytest.raises(ValueError, match="is a label; choose symmetric_kl or kl"):
+        build_augmentation("quora_sentiment_consistency", {"divergence": "mse"})
 
 
 def test_report_weights_are_the_defaults_and_can_be_overridden(trainer, tiny_checkpoint, data_dir, tmp_path):

@@ -14,7 +14,7 @@ SST, QUORA, STS = TASKS["sst"], TASKS["quora"], TASKS["sts"]
 
 
 def test_every_loss_is_covered_here():
-    assert set(LOSSES) == {"cross_entropy", "bce", "mse", "mnr", "cosine_embedding", "symmetric_kl", "l2"}
+    assert set(LOSSES) == {"cross_entropy", "bce", "mse", "mnr", "cosine_embedding", "symmetric_kl", "kl", "l2"}
 
 
 def test_cross_entropy_with_class_weights_and_label_smoothing_matches_the_formula():
@@ -148,3 +148,15 @@ def test_a_clamped_mse_scores_inside_the_range_and_passes_no_gradient_beyond_it(
     assert plain.item() == pytest.approx((1.0 + 1.0 + 2.25) / 3)
     with pytest.raises(ValueError, match="clamp applies to a regression task"):
         build_task_loss(TASKS["quora"], "mse", {"mse": {"clamp": True}})
+
+
+def test_kl_is_one_way_and_half_of_the_symmetric_kl_summed_both_ways():
+    from mtbert.tasks.losses.divergence import KL
+
+    torch.manual_seed(0)
+    a, b = torch.randn(4, 5), torch.randn(4, 5)
+    p, q = a.softmax(-1), b.softmax(-1)
+    assert KL(SST)(a, b).item() == pytest.approx((p * (p / q).log()).sum(-1).mean().item(), rel=1e-5)
+    assert (KL(SST)(a, b) + KL(SST)(b, a)).item() == pytest.approx(SymmetricKL(SST)(a, b).item(), rel=1e-5)
+    x, y = torch.randn(4), torch.randn(4)
+    assert (KL(QUORA)(x, y) + KL(QUORA)(y, x)).item() == pytest.approx(SymmetricKL(QUORA)(x, y).item(), rel=1e-5)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..registry import Registry
-from ..tasks import Example, SymmetricKL, TaskSpec, get_task
+from ..tasks import LOSSES, Example, TaskSpec, get_task
 from .features import Batch
 from .model import MultitaskModel
 
@@ -76,8 +76,18 @@ class CfimdbThroughSst(Augmentation):
 
 
 class SentimentConsistency(Augmentation):
+    """The sentiment of a pair's two sentences made alike: ``divergence`` ``symmetric_kl`` (default) or
+    ``kl`` (report 003's word: KL of the second sentence's distribution from the first's)."""
+
     encoding = "separate"
     default_threshold = 0.5
+
+    def __init__(self, threshold: Optional[float] = None, divergence: str = "symmetric_kl"):
+        super().__init__(threshold)
+        chosen = LOSSES.get(divergence)
+        if chosen.role != "divergence":
+            raise ValueError(f"divergence {divergence!r} is a {chosen.role}; choose symmetric_kl or kl")
+        self.divergence = chosen()
 
     def keep(self, example: Example) -> bool:
         threshold = self.default_threshold if self.threshold is None else self.threshold
@@ -88,7 +98,7 @@ class SentimentConsistency(Augmentation):
         head = model.heads[self.head_task]
         first = head([outputs[0]], [masks[0]]).scores
         second = head([outputs[1]], [masks[1]]).scores
-        return SymmetricKL()(first, second, kind="classification")
+        return self.divergence(first, second, kind="classification")
 
 
 @register_augmentation("quora_sentiment_consistency")
