@@ -120,7 +120,8 @@ def test_bad_method_options_are_clear(tiny_checkpoint, tokenizer):
              ({"lora": {"targets": ["qkv"]}}, "lora targets qkv unknown"),
              ({"adapter": {"placement": "middle"}}, "adapter placement middle unknown"),
              ({"pals": {"size": 10, "heads": 4}}, "must be a positive multiple of heads"),
-             ({"lhuc": {"layers": [5]}}, "layer 5 does not exist; the encoder has 2 layers")]
+             ({"lhuc": {"layers": [5]}}, "layer 5 does not exist; the encoder has 2 layers"),
+             ({"adapter": {"up_init": "ones"}}, "adapter up_init 'ones' unknown; choose from zero, trunc_normal")]
     for peft, message in cases:
         with pytest.raises(ValueError, match=message):
             make(tiny_checkpoint, tokenizer, peft)
@@ -346,3 +347,17 @@ def test_a_delta_model_without_its_base_says_how_to_point_at_it(tmp_path, tiny_c
     assert "is a delta model and needs its base encoder" in capsys.readouterr().err
     assert main(["evaluate", "--model", best, "--base", str(moved), "--data-dir", str(data_dir), "--limit", "8"]) == 0
     assert '"composite"' in capsys.readouterr().out
+
+
+def test_report_001s_adapter_start_draws_both_projections_near_the_identity(tiny_checkpoint, tokenizer):
+    """up_init trunc_normal: W_up from the truncated normal (std init_std, cut at 2 sd) like W_down, so the
+    model starts near its base outputs but not at them; the default starts exactly at them."""
+    base = scores(make(tiny_checkpoint, tokenizer), "sst")
+    model = make(tiny_checkpoint, tokenizer, {"adapter": {"size": 8, "up_init": "trunc_normal", "init_std": 0.01}})
+    ups = [m.up.weight for m in model.peft["adapter"].modules() if hasattr(m, "up")]
+    assert ups and all(w.abs().max() <= 0.02 + 1e-7 and w.abs().max() > 0 for w in ups)
+    assert 0.004 < float(torch.cat([w.flatten() for w in ups]).std()) < 0.012
+    moved = scores(model, "sst")
+    assert not torch.equal(moved, base) and torch.allclose(moved, base, atol=0.05)
+    default = make(tiny_checkpoint, tokenizer, {"adapter": {"size": 8, "init_std": 0.01}})
+    assert torch.equal(scores(default, "sst"), base)

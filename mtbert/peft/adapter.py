@@ -1,10 +1,11 @@
 """Houlsby bottleneck adapters (Houlsby et al. 2019; report 001).
 
 An adapter maps a hidden vector h to h + W_up·g(W_down·h + b_down) + b_up: down to ``size`` units,
-a non-linearity, back up, plus the residual. The up-projection starts at zero, so an adapter is the
-identity at initialisation and the pretrained model's outputs are unchanged until it learns (the
-down-projection starts from a truncated normal with ``init_std``, as in report 001; a zero
-up-projection makes "near-identity" exact, and its gradient is not zero, so it learns from step one).
+a non-linearity, back up, plus the residual. By default the up-projection starts at zero, so an adapter
+is the identity at initialisation and the pretrained model's outputs are unchanged until it learns (the
+down-projection starts from a truncated normal with ``init_std``; a zero up-projection makes
+"near-identity" exact, and its gradient is not zero, so it learns from step one). ``up_init:
+trunc_normal`` draws the up-projection from the same truncated normal, as report 001 does.
 
 Placements (``placement``, one or a list):
 - ``feed_forward``: on the feed-forward block's output, before its residual and LayerNorm (Houlsby's
@@ -34,15 +35,24 @@ PLACEMENTS = {
 ALIASES = {"houlsby": ["attention", "feed_forward"]}
 
 
+UP_INITS = ("zero", "trunc_normal")
+
+
 class Bottleneck(nn.Module):
-    def __init__(self, width: int, size: int, activation: str, init_std: float):
+    """``up_init``: ``zero`` (the adapter starts as the identity) or ``trunc_normal`` (both projections
+    from the truncated normal, as report 001 initialises W_E and W_D: near the identity, not at it)."""
+
+    def __init__(self, width: int, size: int, activation: str, init_std: float, up_init: str = "zero"):
         super().__init__()
         self.down = nn.Linear(width, size)
         self.up = nn.Linear(size, width)
         self.activation = ACTIVATIONS[activation]
         nn.init.trunc_normal_(self.down.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
         nn.init.zeros_(self.down.bias)
-        nn.init.zeros_(self.up.weight)
+        if up_init == "trunc_normal":
+            nn.init.trunc_normal_(self.up.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
+        else:
+            nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -53,7 +63,7 @@ class Bottleneck(nn.Module):
 class BottleneckAdapters(PeftMethod):
     def __init__(self, config: BertConfig, tasks, size: int = 64, placement: str | list[str] = "feed_forward",
                  activation: str = "gelu", init_std: float = 1e-3, layers: Optional[list[int]] = None,
-                 per_task: bool = True):
+                 per_task: bool = True, up_init: str = "zero"):
         names = [placement] if isinstance(placement, str) else list(placement)
         names = [p for name in names for p in ALIASES.get(name, [name])]
         unknown = sorted(set(names) - set(PLACEMENTS))
@@ -64,6 +74,9 @@ class BottleneckAdapters(PeftMethod):
             raise ValueError(f"adapter activation {activation!r} unknown; choose from {', '.join(ACTIVATIONS)}")
         if size < 1:
             raise ValueError(f"adapter size must be positive, not {size}")
+        if up_init not in UP_INITS:
+            raise ValueError(f"adapter up_init {up_init!r} unknown; choose from {', '.join(UP_INITS)}")
+        self.up_init = up_init
         self.size, self.placements, self.activation_name, self.init_std = size, list(dict.fromkeys(names)), activation, init_std
         self.layers = chosen_layers(config.num_hidden_layers, layers)
         super().__init__(config, tasks, per_task)
@@ -72,7 +85,8 @@ class BottleneckAdapters(PeftMethod):
         return [(f"layer{i}_{p}", i, p) for i in self.layers for p in self.placements]
 
     def build_set(self, config: BertConfig) -> nn.ModuleDict:
-        return nn.ModuleDict({site: Bottleneck(config.hidden_size, self.size, self.activation_name, self.init_std)
+        return nn.ModuleDict({site: Bottleneck(config.hidden_size, self.size, self.activation_name, self.init_std,
+                                                   self.up_init)
                               for site, _, _ in self._site_names()})
 
     def sites(self, encoder: BertModel) -> list[tuple[str, nn.Module]]:
@@ -83,4 +97,4 @@ class BottleneckAdapters(PeftMethod):
 
     def settings(self) -> dict:
         return {"size": self.size, "placement": self.placements, "activation": self.activation_name,
-                "init_std": self.init_std, "layers": self.layers, **super().settings()}
+                "init_std": self.init_std, "up_init": self.up_init, "layers": self.layers, **super().settings()}
