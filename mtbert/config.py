@@ -137,7 +137,8 @@ class TrainConfig:
     seed: int = 11711
     max_steps: Optional[int] = None   # stop after this many optimizer steps
     schedule: str = "shuffled"        # batch schedule: shuffled | sequential | zipped | cycled | round_robin |
-                                      #   interleaved | proportional | temperature | annealed | mixed
+                                      #   interleaved | proportional | temperature | annealed | mixed |
+                                      #   random_mixed
     schedule_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {temperature: 2.0}
     balancer: str = "sum"             # how a step's task losses combine: sum | mean | examples | dynamic |
                                       #   learned | uncertainty

@@ -35,7 +35,7 @@ def test_every_schedule_is_deterministic_per_seed(name):
     assert epoch(name)[0] != epoch(name, seed=4)[0]
 
 
-@pytest.mark.parametrize("name", ["shuffled", "sequential", "interleaved"])
+@pytest.mark.parametrize("name", ["shuffled", "sequential", "interleaved", "random_mixed"])
 def test_full_epoch_schedules_visit_every_example_exactly_once(name):
     plan, _, _ = epoch(name)
     for task, seen in examples_seen(plan).items():
@@ -111,6 +111,14 @@ def test_mixed_steps_hold_every_task_in_proportion():
     assert all([t for t, _ in step] == list(SIZES) for step in plan)
     for task, seen in examples_seen(plan).items():
         assert set(seen) == set(range(SIZES[task])), task
+
+
+def test_random_mixed_steps_are_full_batches_whose_task_shares_vary():
+    plan, _, _ = epoch("random_mixed", batch_size=16)
+    assert [sum(len(i) for _, i in step) for step in plan] == [16] * 9 + [148 - 9 * 16]
+    shares = {tuple(len(i) for _, i in step) for step in plan[:-1]}
+    assert len(shares) > 1  # not a fixed share per task, as mixed has
+    assert all([t for t, _ in step] == [t for t in SIZES if t in dict(step)] for step in plan)  # task order kept
 
 
 def test_bad_schedule_settings_are_named():

@@ -216,6 +216,33 @@ class Mixed(BatchSchedule):
         return [[(task, cycled[task][r]) for task in cycled] for r in range(rounds)]
 
 
+@register_schedule("random_mixed")
+class RandomMixed(BatchSchedule):
+    """Every step ``batch_size`` examples drawn at random from all tasks' examples together, so each
+    task's share of a step varies from step to step (report 003's mixed batches; ``mixed`` fixes each
+    task's share instead), combined into one update. Epoch: every example of every task once; the
+    length bucketing of the task batches does not survive the mixing."""
+
+    batch_size = 0
+
+    def batch_sizes(self, sizes: dict[str, int], batch_size: int) -> dict[str, int]:
+        self.batch_size = batch_size  # the plan splits the mixed examples at this size
+        return {task: batch_size for task in sizes}
+
+    def plan(self, task_batches: TaskBatches, generator: torch.Generator) -> Plan:
+        examples = [(task, index) for task, batches in task_batches.items() for batch in batches for index in batch]
+        order = torch.randperm(len(examples), generator=generator).tolist()
+        size = self.batch_size or max((len(b) for batches in task_batches.values() for b in batches), default=1)
+        plan = []
+        for start in range(0, len(order), size):
+            step: dict[str, list[int]] = {}
+            for i in order[start: start + size]:
+                task, index = examples[i]
+                step.setdefault(task, []).append(index)
+            plan.append([(task, step[task]) for task in task_batches if task in step])
+        return plan
+
+
 def build_schedule(name: str, options: dict | None = None) -> BatchSchedule:
     schedule_class = BATCH_SCHEDULES.get(name)
     try:
