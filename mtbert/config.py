@@ -84,6 +84,7 @@ class SmartConfig:
     step_size: float = 1.0e-3         # η of each ascent step
     steps: int = 1                    # K ascent steps
     norm: str = "inf"                 # inf | l2, per token
+    ascent_scope: str = "token"       # the ascent gradient normalised per token | batch (report 004's Algorithm 1)
     adversarial_dropout: bool = False # dropout in the adversarial passes (off, as report 004 found necessary)
     precision: str = "fp32"           # fp32: the adversarial step and the proximal term run with autocast off
                                       #   (an ε of 1e-5 is below bf16's resolution) | autocast: in the run's

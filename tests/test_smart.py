@@ -11,7 +11,7 @@ import torch
 from mtbert.config import SmartConfig, load_config
 from mtbert.multitask import collate
 from mtbert.train import Trainer
-from mtbert.train.smart import Smart, project
+from mtbert.train.smart import Smart, ascent_direction, project
 
 from conftest import stop_at
 from test_train_cli import tiny_overrides
@@ -121,7 +121,8 @@ def test_smart_run_resumes_exactly_with_its_teacher(tmp_path, tiny_checkpoint, d
 def test_smart_settings_are_checked(tmp_path, tiny_checkpoint, data_dir):
     for setting, message in (("{enabled: true, norm: l1}", "norm must be one of inf, l2"),
                              ("{enabled: true, tasks: [nli]}", "train.smart names nli"),
-                             ("{enabled: true, precision: bf16}", "precision must be one of fp32, autocast")):
+                             ("{enabled: true, precision: bf16}", "precision must be one of fp32, autocast"),
+                             ("{enabled: true, ascent_scope: layer}", "ascent_scope must be one of token, batch")):
         config = load_config("recipes/multitask-base.yaml",
                              tiny_overrides(tiny_checkpoint, data_dir, **{"train.smart": setting}))
         with pytest.raises(ValueError, match=message):
@@ -209,3 +210,15 @@ def test_the_proximal_pass_serves_as_the_adversarial_reference(trainer):
     expected = alone.regularizer(model, data).item()
     torch.manual_seed(1)
     assert both.regularizer(model, data).item() == pytest.approx(expected, rel=1e-6) and expected > 0
+
+
+@pytest.mark.parametrize("norm", ["inf", "l2"])
+def test_the_ascent_is_normalised_per_token_or_over_the_whole_batch(norm):
+    grad = torch.tensor([[[3.0, -4.0], [0.3, 0.4]], [[0.0, 1.0], [6.0, 8.0]]])
+    per_token = ascent_direction(grad, norm)
+    whole = ascent_direction(grad, norm, "batch")
+    size = (lambda x: x.abs().amax(-1)) if norm == "inf" else (lambda x: x.norm(dim=-1))
+    assert torch.allclose(size(per_token), torch.ones(2, 2))  # every token a unit step
+    total = grad.abs().amax() if norm == "inf" else grad.norm()
+    assert torch.allclose(whole, grad / total)  # one scale: a small token's step stays small
+    assert float(size(whole)[0, 1]) == pytest.approx(float(size(grad)[0, 1] / total))

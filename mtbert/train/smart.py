@@ -73,7 +73,15 @@ def project(delta: torch.Tensor, epsilon: float, norm: str) -> torch.Tensor:
     return delta * (epsilon / per_token_norm(delta, norm).clamp_min(epsilon)).clamp(max=1.0)
 
 
-def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
+ASCENT_SCOPES = ("token", "batch")
+
+
+def ascent_direction(grad: torch.Tensor, norm: str, scope: str = "token") -> torch.Tensor:
+    """The gradient over its norm: each token's own (SMART), or one norm over the whole batch's
+    gradient (``batch``, report 004's Algorithm 1), which keeps the tokens' relative sizes."""
+    if scope == "batch":
+        whole = grad.abs().amax() if norm == "inf" else grad.norm()
+        return grad / whole.clamp_min(1e-30)
     return grad / per_token_norm(grad, norm).clamp_min(1e-30)
 
 
@@ -81,6 +89,9 @@ class Smart:
     def __init__(self, config: SmartConfig, model: MultitaskModel, total_updates: int, counters: dict):
         if config.norm not in NORMS:
             raise ValueError(f"train.smart.norm must be one of {', '.join(NORMS)}, not {config.norm!r}")
+        if config.ascent_scope not in ASCENT_SCOPES:
+            raise ValueError(f"train.smart.ascent_scope must be one of {', '.join(ASCENT_SCOPES)}, "
+                             f"not {config.ascent_scope!r}")
         if config.precision not in PRECISIONS:
             raise ValueError(f"train.smart.precision must be one of {', '.join(PRECISIONS)}, not {config.precision!r}")
         unknown = sorted((set(config.tasks) | set(config.task_weights)) - set(model.specs))
@@ -128,7 +139,8 @@ class Smart:
                     log.warning("SMART: non-finite adversarial gradient on %s, regulariser skipped for this batch "
                                 "(%d so far)", batch.task, self.counters["smart_skipped"])
                     return None
-                delta = project(delta.detach() + config.step_size * ascent_direction(grad.float(), config.norm),
+                delta = project(delta.detach() + config.step_size * ascent_direction(grad.float(), config.norm,
+                                                                                      config.ascent_scope),
                                 config.epsilon, config.norm)
             self.last_delta = delta.detach()
             adversarial = model(batch, embedded + self.last_delta).scores
