@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ..bert import EncoderOutput
+from ..integrity import file_sha256
 from ..multitask import MultitaskModel
 from ..tasks import TaskSpec
 
@@ -104,14 +105,6 @@ def weights_fingerprint(model: MultitaskModel) -> str:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     digest.update(json.dumps([model.head_settings, model.max_length, FORMAT], sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 
