@@ -81,6 +81,9 @@ class OnnxBackend(Backend):
         verify(bundle, manifest, [encoder, *(entry["file"] for entry in self.tasks.values())])
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # idle worker threads sleep instead of spinning: on a few cores a spinning pool takes the time the
+        # server's event loop and tokenizer need between passes
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
         def session(name: str):
             return ort.InferenceSession(str(bundle / name), options, providers=["CPUExecutionProvider"])
