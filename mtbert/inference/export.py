@@ -70,11 +70,9 @@ def export_onnx(model: MultitaskModel, output: Path, overwrite: bool = False, in
                 source: Optional[Path] = None) -> Path:
     """The model's ONNX bundle (``onnx_bundle``: one encoder graph, one graph per head, ``--int8`` adds the
     int8 encoder) in ``output``: the graphs the Predictor's onnx backends run."""
-    from .onnx_bundle import MANIFEST, build_bundle
+    from .onnx_bundle import MANIFEST, build_bundle, check_exportable
 
-    if model.peft:  # before the output directory is touched
-        raise ValueError(f"the model holds PEFT modules ({', '.join(model.peft)}) whose forward hooks ONNX export "
-                         "does not follow: export is for models without them")
+    check_exportable(model)  # before the output directory is touched
     prepare_output_dir(output, overwrite, [source] if source else [], earlier=MANIFEST)
     build_bundle(model, output, int8=int8)
     return output

@@ -119,13 +119,19 @@ def _export(graph: nn.Module, example: tuple, path: Path, inputs: list[str], out
                           dynamic_axes=axes, opset_version=opset, dynamo=False)
 
 
-def build_bundle(model: MultitaskModel, output: Path, int8: bool = False, opset: int = 17) -> dict:
-    """Write the encoder graph, every head's graph, the tokenizer and the manifest into ``output``
-    (an empty or new directory); returns the manifest. The model is exported in fp32 and left in eval."""
+def check_exportable(model: MultitaskModel) -> None:
     if model.peft:
         raise ValueError(f"the model holds PEFT modules ({', '.join(model.peft)}) whose forward hooks ONNX export "
                          "does not follow: ONNX is for models without them")
-    fingerprint = weights_fingerprint(model)  # of the weights as given, as cached_bundle compares them
+
+
+def build_bundle(model: MultitaskModel, output: Path, int8: bool = False, opset: int = 17,
+                 fingerprint: Optional[str] = None) -> dict:
+    """Write the encoder graph, every head's graph, the tokenizer and the manifest into ``output``
+    (an empty or new directory); returns the manifest. The model is exported in fp32 and left in eval.
+    ``fingerprint``: ``weights_fingerprint(model)`` where the caller has it already."""
+    check_exportable(model)
+    fingerprint = fingerprint or weights_fingerprint(model)  # of the weights as given, as cached_bundle compares
     model = model.float().eval()
     output.mkdir(parents=True, exist_ok=True)
     (output / "heads").mkdir(exist_ok=True)
@@ -240,7 +246,7 @@ def cached_bundle(model: MultitaskModel, model_dir: Optional[Path], int8: bool) 
             last_error = error
             continue
         try:
-            manifest = build_bundle(model, scratch, int8=int8)
+            manifest = build_bundle(model, scratch, int8=int8, fingerprint=fingerprint)
             if bundle.exists():
                 shutil.rmtree(bundle)  # graphs of other weights (or damaged ones): only mtbert writes here
             scratch.replace(bundle)
