@@ -230,6 +230,47 @@ def test_sam_trains_exactly_the_selected_fraction(tmp_path, tiny_checkpoint, dat
     assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in reloaded.state_dict().items())
 
 
+def test_sam_with_the_training_pass_scores_the_first_epochs_balanced_steps_with_dropout_on(tmp_path, tiny_checkpoint,
+                                                                                            data_dir):
+    """gradient_pass: training (report 003's first epoch): each loss of the pass is one step of the run's
+    own first-epoch plan, its tasks' losses combined by the run's balancer, taken in training mode."""
+    config = tiny_config(tiny_checkpoint, data_dir, **{
+        "train.epochs": 1, "model.heads": "{}", "train.schedule": "random_mixed", "train.balancer": "mean",
+        "model.selection": "sam", "model.selection_options": "{fraction: 0.25, gradient_pass: training}"})
+    trainer = Trainer(config, tmp_path / "run")
+    seen, passes = [], []
+    task_loss = trainer.runner.task_loss
+
+    def recording(task, indices, regularized=True):
+        loss, batch = task_loss(task, indices, regularized)
+        seen.append((task, list(indices), trainer.model.training, regularized, float(loss.detach())))
+        return loss, batch
+
+    trainer.runner.task_loss = recording
+    select = trainer.selection.select
+
+    def checking(candidates, losses):
+        passes.extend(float(loss.detach()) for loss in losses(None))
+        return select(candidates, losses)
+
+    trainer.selection.select = checking
+    trainer.train()
+    plan = trainer.epoch_plan(0)
+    calls = [(task, list(indices)) for step in plan for task, indices in step]
+    assert [(task, indices) for task, indices, *_ in seen[:len(calls)]] == calls
+    assert all(training and not regularized for _, _, training, regularized, _ in seen[:len(calls)])
+    assert any(len({task for task, _ in step}) > 1 for step in plan)  # mixed steps: several tasks in one loss
+    # each pass loss is the mean of its step's task losses (the balancer "mean"), step by step
+    position = 0
+    for step, value in zip(plan, passes):
+        losses = [loss for *_, loss in seen[position:position + len(step)]]
+        position += len(step)
+        assert value == pytest.approx(sum(losses) / len({task for task, _ in step}), rel=1e-5)
+    with pytest.raises(ValueError, match="gradient_pass must be one of tasks, training"):
+        from mtbert.peft import build_selection
+        build_selection("sam", {"gradient_pass": "epoch"})
+
+
 def test_sam_scores_the_squared_gradient_of_the_whole_pass_fisher_the_sum_of_squares():
     """Two batches whose gradients of w are x₁ = (1, −1, 2) and x₂ = (1, 1, −2), by hand:
     sam: (x₁ + x₂)² = (4, 0, 0), the first weight; fisher: x₁² + x₂² = (2, 2, 8), the third."""

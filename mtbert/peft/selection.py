@@ -3,7 +3,10 @@
 - ``sam`` (Fu et al. 2022; report 003): one pass over the training data for the initial loss
   gradient ∇ℓ(θ⁰) = Σ_batches ∂ℓ_b/∂θ (the batches' gradients summed, then squared), score
   |∇ℓ(θ⁰)_i|², then keep the top ``fraction`` — over all candidate weights at once (``per: global``)
-  or the same fraction of each tensor (``per: tensor``).
+  or the same fraction of each tensor (``per: tensor``). ``gradient_pass`` says which loss: ``tasks``
+  (each task's batches in turn, its own loss, dropout off) or ``training`` (the first epoch's own steps,
+  each step's balanced multitask loss with dropout on: report 003's first epoch, which computed the
+  gradients of its unified loss over mixed batches without optimising).
 - ``fisher``: Σ_batches (∂ℓ_b/∂θ_i)², the squares summed over batches (a batch-level empirical Fisher
   diagonal, as FISH Mask scores per example): a weight whose gradient is large in some batches scores
   high even when the batches disagree in sign and the whole-data gradient is small.
@@ -37,6 +40,7 @@ PER = ("global", "tensor")
 SELECTION_FILE = "selection.safetensors"
 Masks = dict[str, torch.Tensor]
 GradientPass = Callable[[Optional[int]], Iterable[torch.Tensor]]  # one loss per training batch (at most N per task)
+GRADIENT_PASSES = ("tasks", "training")
 
 
 class ParameterSelection:
@@ -86,15 +90,19 @@ SELECTIONS: Registry[type[ParameterSelection]] = Registry("parameter selection")
 
 class GradientScore(TopFraction):
     """A score from one gradient pass over the training data. ``batches``: at most this many batches
-    per task in the pass (default: all of them)."""
+    per task (``gradient_pass: tasks``) or training steps (``training``) in the pass (default: all)."""
 
     needs_gradients = True
 
-    def __init__(self, fraction: float = 0.1, per: str = "global", batches: Optional[int] = None):
+    def __init__(self, fraction: float = 0.1, per: str = "global", batches: Optional[int] = None,
+                 gradient_pass: str = "tasks"):
         super().__init__(fraction, per)
         if batches is not None and batches < 1:
             raise ValueError(f"{self.registry_name} batches must be positive, not {batches}")
-        self.batches = batches
+        if gradient_pass not in GRADIENT_PASSES:
+            raise ValueError(f"{self.registry_name} gradient_pass must be one of {', '.join(GRADIENT_PASSES)}, "
+                             f"not {gradient_pass!r}")
+        self.batches, self.gradient_pass = batches, gradient_pass
 
     def accumulate(self, total: torch.Tensor, grad: torch.Tensor) -> None:
         raise NotImplementedError

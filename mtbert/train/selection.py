@@ -1,16 +1,17 @@
-"""Running a parameter selection inside a run: the gradient pass over the training data (SAM), the
-masks saved with the run, and on ``--resume`` the saved masks instead of a new pass."""
+"""Running a parameter selection inside a run: the gradient pass over the training data (SAM: each
+task's batches, or the first epoch's own training steps), the masks saved with the run, and on
+``--resume`` the saved masks instead of a new pass."""
 
 from __future__ import annotations
 
 import logging
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 
-from ..multitask import MultitaskModel, bucketed_batches
+from ..multitask import MultitaskModel, Plan, bucketed_batches
 from ..peft import (SELECTION_FILE, ParameterSelection, apply_masks, load_selection, save_selection,
                     selected_count)
 from .distributed import World
@@ -40,9 +41,29 @@ def gradient_pass(runner: StepRunner, model: MultitaskModel, tasks: list[str], b
     return losses
 
 
+def training_pass(runner: StepRunner, model: MultitaskModel, first_epoch: Callable[[], Plan]):
+    """Losses of the first epoch's own steps, each the step's balanced multitask loss (the run's schedule
+    and balancer) with dropout on as in training, for SAM's gradient (report 003's first epoch: the
+    gradients of its unified loss over mixed batches, without optimising); at most ``limit`` steps."""
+
+    def losses(limit: Optional[int]) -> Iterator[torch.Tensor]:
+        was_training = model.training
+        model.train()
+        try:
+            steps = first_epoch()
+            for step in steps[:limit] if limit is not None else steps:
+                task_losses = {task: runner.task_loss(task, indices, regularized=False)[0] for task, indices in step}
+                examples = {task: len(indices) for task, indices in step}
+                yield sum(runner.balancer.terms(task_losses, examples).values())
+        finally:
+            model.train(was_training)
+
+    return losses
+
+
 def select_parameters(selection: ParameterSelection, name: str, model: MultitaskModel, runner: StepRunner,
                       optimizer, tasks: list[str], batch_size: int, seed: int, run_dir: Path, resume: bool,
-                      world: World = World()) -> dict:
+                      world: World = World(), first_epoch: Optional[Callable[[], Plan]] = None) -> dict:
     """Choose (or, resuming, reload) the trainable encoder entries and restrict training to them.
     Returns what to report: how many weights were candidates and selected, and the pass's seconds.
     Under data-parallel training every rank runs the (dropout-free) pass over the whole training data
@@ -55,7 +76,13 @@ def select_parameters(selection: ParameterSelection, name: str, model: Multitask
     if resume and path.exists():
         masks = load_selection(path, candidates)
     else:
-        masks = selection.select(candidates, gradient_pass(runner, model, tasks, batch_size, seed))
+        if getattr(selection, "gradient_pass", "tasks") == "training":
+            if first_epoch is None:
+                raise ValueError(f"model.selection {name!r}: gradient_pass training needs the run's first epoch")
+            losses = training_pass(runner, model, first_epoch)
+        else:
+            losses = gradient_pass(runner, model, tasks, batch_size, seed)
+        masks = selection.select(candidates, losses)
         world.broadcast([masks[n] for n in sorted(masks)])
         if world.is_main:
             save_selection(path, masks, name)

@@ -370,7 +370,7 @@ class Trainer:
             self.selection_report = select_parameters(
                 self.selection, self.config.model.selection, self.model, self.runner, self.optimizer,
                 self.train_tasks, self.config.train.batch_size, self.config.train.seed, self.run_dir, resume,
-                self.world)
+                self.world, first_epoch=lambda: self.epoch_plan(0))
         if self.world.distributed:  # after the selection: DDP tracks the parameters that train
             self.runner.data_parallel = wrap_for_data_parallel(self.model, self.objectives, self.device)
         self.parameters = parameter_accounting(self.model)
