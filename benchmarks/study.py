@@ -62,25 +62,70 @@ ROWS: dict[str, Row] = {
     # Quora keeps the relational layer, now its own
     "quickstart-cosine-sts": Row("quickstart.yaml", overrides=("model.freeze=none", "model.heads.sts={type: cosine, "
                                                                "pooling: mean, dropout: 0.3}"), seeds=1),
+    # Each report's rows differ from the row they are compared with only in the method a claim is about
+    # (study_report.CLAIMS names the fields; tests/test_study.py holds every claim to it). Rows recorded
+    # before a recipe took its report's form pin what they ran (a variant or override, said beside them):
+    # tests/test_study.py holds every record to its row's config.
     "000-system": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu",)),
     "000-no-smart": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu", "no-smart"), seeds=1),
+    # one shuffled stream (no claim of the report's: it compared sequential, zipped and cycled batches)
     "000-shuffled": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu",), FULL + ("train.schedule=shuffled",), 1),
-    "001-system": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu",), FULL + ("train.epochs=10",)),
+    # Tables 1-3 compared on the system without SMART (a SMART run costs about 11 plain ones here)
+    "000-no-smart-sequential": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu", "no-smart", "sequential"), seeds=1),
+    "000-no-smart-zipped": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu", "no-smart", "zipped"), seeds=1),
+    "000-no-smart-dot-product": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu", "no-smart", "dot-product"),
+                                    seeds=1),
+    "000-no-smart-uncertainty": Row(PAPER + "000-smart-bilinear-cycled.yaml", ("cpu", "no-smart", "uncertainty"),
+                                    seeds=1),
+    "000-no-smart-dynamic-balancing": Row(PAPER + "000-smart-bilinear-cycled.yaml",
+                                          ("cpu", "no-smart", "dynamic-balancing"), seeds=1),
+    # 001 at the study's 3 epochs, every model at the report's uniform lr 1e-3
+    "001-adapters": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu",)),
+    "001-baseline": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu", "baseline"), seeds=1),
+    "001-smart": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu", "smart"), seeds=1),
+    "001-adapters-after-layer-norm": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu", "adapters-after-layer-norm"),
+                                         seeds=1),
+    "001-no-lhuc": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu", "no-lhuc"), seeds=1),
+    # recorded before the recipe took the report's form: adapters alone with a zero up-projection, at the
+    # report's 10 epochs; LHUC alone; full fine-tuning at lr 1e-4 (the rate it needs; no claim compares it)
+    "001-system": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu", "houlsby-zero-up"), FULL + ("train.epochs=10",)),
     "001-lhuc": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu", "lhuc"), FULL, 1),
-    "001-full-fine-tuning": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu", "baseline"), FULL, 1),
-    "002-system": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu",)),
-    "002-siamese": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu", "siamese-cosine"), FULL, 1),
-    "002-no-shared-layer": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu", "no-shared-layer"), FULL, 1),
-    "003-system": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu",)),
-    "003-no-pcgrad": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "no-pcgrad"), FULL, 1),
-    "003-no-augmentation": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "no-augmentation"), FULL, 1),
-    "003-no-sam": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "full-fine-tuning"), FULL, 1),
-    "003-final-stage": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu",), ("train.epochs=1",), 1,
-                           runner="final-stage", after="003-system"),
+    "001-full-fine-tuning": Row(PAPER + "001-adapters-smart-lhuc.yaml", ("cpu", "houlsby-zero-up", "baseline"),
+                                FULL + ("train.lr=1.0e-4",), 1),
+    # 002's rows were recorded with SMART on paraphrase (variant paraphrase-smart); the recipe's own form
+    # (L2 for paraphrase) is 002-paraphrase-l2
+    "002-system": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu", "paraphrase-smart")),
+    "002-siamese": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu", "paraphrase-smart", "siamese-cosine"), FULL, 1),
+    "002-no-shared-layer": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu", "paraphrase-smart", "no-shared-layer"),
+                               FULL, 1),
+    "002-sequential": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu", "paraphrase-smart", "sequential"), FULL, 1),
+    "002-sst-smart": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu", "paraphrase-smart"), FULL + (
+        "train.smart.tasks=[sst, quora]", "train.smart.task_weights={sst: 3.0}"), 1),
+    "002-paraphrase-l2": Row(PAPER + "002-cross-encoder-shuffled.yaml", ("cpu",), FULL, 1),
+    # 003's rows were recorded with mtbert's defaults where the report differs (variant mtbert-defaults:
+    # SAM scored per task, symmetric KL, STS unclamped, fixed task shares); the report's form is 003-report-form
+    "003-system": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "mtbert-defaults")),
+    "003-no-pcgrad": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "mtbert-defaults", "no-pcgrad"), FULL, 1),
+    "003-no-augmentation": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml",
+                               ("cpu", "mtbert-defaults", "no-augmentation"), FULL, 1),
+    "003-no-sam": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "mtbert-defaults", "full-fine-tuning"),
+                      FULL, 1),
+    "003-final-stage": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu", "mtbert-defaults"),
+                           ("train.epochs=1",), 1, runner="final-stage", after="003-system"),
+    "003-report-form": Row(PAPER + "003-sam-pcgrad-transformer-heads.yaml", ("cpu",), FULL, 1),
     "004-system": Row(PAPER + "004-relational-interleaved.yaml", ("cpu",)),
+    # rrobin-full: the report's pair heads without the layer (S-BERT), each sentence still encoded alone
     "004-no-relational-layer": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "no-relational-layer"), FULL, 1),
     "004-combined-steps": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "combined-steps"), FULL, 1),
-    "004-smart": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "smart"), FULL, 1),
+    "004-smart": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "no-relational-layer", "smart"), FULL, 1),
+    # rrobin and rrobin+smart: equal batches to the smallest task (6,040 examples of each): little data
+    "004-round-robin": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "round-robin"), FULL, 1),
+    "004-round-robin-smart": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "round-robin", "smart"), FULL, 1),
+    # recorded before the recipe took the report's pair heads: both pair tasks cross-encoded, SMART's
+    # ascent normalised per token
+    "004-cross-encoders": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "cross-encoder-pairs"), FULL, 1),
+    "004-cross-encoders-smart": Row(PAPER + "004-relational-interleaved.yaml", ("cpu", "cross-encoder-pairs", "smart"),
+                                    FULL + ("train.smart.ascent_scope=token",), 1),
     # One model per task, each trained alone with the quickstart's encoder, head and budget
     # (recipes/teachers/*.yaml), scored together: the teachers of the distilled rows (seed 0 is theirs).
     "teachers": Row("", overrides=(), runner="teachers"),
@@ -116,6 +161,57 @@ TEACHER_RUNS = REPO / "runs" / "teachers"  # where recipes/distilled.yaml trains
 # is the highest tried (benchmarks/lr_grid.py), and keeps the best on dev; its other seeds run at the rates
 # seed 0 chose. A seed 0 recorded before the grid widened is finished by training only the rates it lacks,
 # and a later seed whose rates are no longer seed 0's runs again.
+
+
+# What a record's config may differ in from its row's without measuring something else: where the data
+# lay, the seed and progress display the study sets per run, and the run's name.
+NOT_THE_METHOD = ("name", "output_dir", "data.dir", "train.seed", "train.progress")
+
+
+def flat(values: dict, prefix: str = "") -> dict:
+    """A nested config as dotted keys; an empty mapping stays a key of its own (so {} and a filled one differ)."""
+    out = {}
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flat(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def row_config(name: str) -> dict:
+    """A row's training config as its runs get it now, as dotted keys (a final-stage row's: its last stage,
+    the one its record keeps)."""
+    from mtbert.config import load_config
+
+    row = ROWS[name]
+    variants = (*row.variants, "final-sts") if row.runner == "final-stage" else row.variants
+    values = load_config(RECIPES / row.recipe, list(row.overrides), variants=variants).to_dict()
+    return {k: v for k, v in flat(values).items() if not k.startswith(NOT_THE_METHOD)}
+
+
+def config_drift(name: str, record: dict) -> list[str]:
+    """The fields in which a row's config now differs from the one its record ran, as "key: recorded ->
+    now". A field the record lacks (added to mtbert since) counts only when the row sets it away from
+    its default. Paths a final stage starts from are left out (they name that run's machine)."""
+    from mtbert.config import ExperimentConfig
+
+    now = row_config(name)
+    then = {k: v for k, v in flat(yaml.safe_load(record["config"])).items() if not k.startswith(NOT_THE_METHOD)}
+    defaults = flat(ExperimentConfig().to_dict())
+    drift = []
+    for key in sorted(set(now) | set(then)):
+        if key == "model.init_from" and ROWS[name].runner == "final-stage":
+            continue
+        if key in then:
+            if key not in now and key not in defaults:
+                continue  # a field mtbert no longer has (e.g. a memory setting that became automatic)
+            if now.get(key, defaults.get(key)) != then[key]:
+                drift.append(f"{key}: {then[key]!r} -> {now.get(key, '(unset)')!r}")
+        elif now[key] != defaults.get(key, {} if isinstance(now[key], dict) else None):
+            drift.append(f"{key}: (not recorded) -> {now[key]!r}")
+    return drift
 
 
 def run_paths(root: Path, runs: Path, row: str, seed: int) -> tuple[Path, Path]:
@@ -426,13 +522,18 @@ def smart_step_cost() -> float:
 
 def uses_smart(name: str) -> bool:
     """Rows whose training adds SMART's adversarial term (the cost the plan scales by)."""
-    return ("000" in name and "no-smart" not in name) or name == "004-smart"
+    row = ROWS.get(name)
+    return bool(row and row.recipe and row.runner == "mtbert" and row_config(name).get("train.smart.enabled"))
 
 
 def plain_twins(row: Row) -> list[str]:
-    """The same recipe without SMART: the system for 004-smart, the no-SMART ablation for 000's rows."""
+    """The rows that train this row's config without SMART (its claims' other side)."""
+    def without_smart(name: str) -> dict:
+        return {k: v for k, v in row_config(name).items() if not k.startswith("train.smart")}
+
+    name = next(n for n, r in ROWS.items() if r is row)
     return [n for n, r in ROWS.items() if r.recipe == row.recipe and r.runner == "mtbert" and not uses_smart(n)
-            and set(r.variants) - {"no-smart"} <= set(row.variants) - {"smart"}]
+            and without_smart(n) == without_smart(name)]
 
 
 def smart_cost(root: Path, runs: Path) -> float:

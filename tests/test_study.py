@@ -80,29 +80,15 @@ def test_the_reference_and_the_final_stage_run_as_rows(tmp_path, tiny_checkpoint
     assert shown and "the stage alone" in shown[0]  # its time is not the whole system's
 
 
-def row_config(name: str) -> dict:
-    """A study row's training config as plain values, without its name."""
-    import dataclasses
-
-    from mtbert.config import load_config
-    from study import RECIPES, ROWS
-
-    row = ROWS[name]
-    values = dataclasses.asdict(load_config(RECIPES / row.recipe, list(row.overrides), variants=row.variants))
-    values.pop("name")
-    return values
-
-
 def test_twin_rows_train_their_twins_config():
     """study_report.TWINS names rows that train another row's config (a twin of the quickstart is kept out
     of the recipe decision): they must stay the same config (all but the name and how best/ is saved)."""
-    from study import ROWS
+    from study import ROWS, row_config
     from study_report import FORMER_RECIPE, TRAINED_EMBEDDINGS, TWINS
 
     def config(name: str) -> dict:
         values = row_config(name)
-        values["model"].pop("save")
-        values["train"].pop("seed")  # every run of the study sets its own (train.seed=N)
+        values.pop("model.save")
         return values
 
     assert FORMER_RECIPE in ROWS and TRAINED_EMBEDDINGS in ROWS
@@ -110,8 +96,55 @@ def test_twin_rows_train_their_twins_config():
         assert config(name) == config(twin), name
     assert config(FORMER_RECIPE) != config("quickstart")
     trained, quickstart = config(TRAINED_EMBEDDINGS), config("quickstart")
-    assert (trained["model"].pop("freeze"), quickstart["model"].pop("freeze")) == ("none", "embeddings")
+    assert (trained.pop("model.freeze"), quickstart.pop("model.freeze")) == ("none", "embeddings")
     assert trained == quickstart  # the embedding layer is all that differs
+
+
+def test_every_claim_compares_rows_that_differ_only_in_the_method_it_is_about():
+    """Like with like: the two rows of a claim differ in the config fields its method names and in
+    nothing else (same epochs, learning rate, batch, length and data), and they do differ there."""
+    from study import ROWS, row_config
+    from study_report import CLAIMS
+
+    for claim in CLAIMS:
+        rows = [ROWS[claim.system], ROWS[claim.other]]
+        if any(row.runner != "mtbert" for row in rows):
+            assert claim.system == "003-final-stage", claim.text  # the one staged row, built on its system's run
+            continue
+        a, b = row_config(claim.system), row_config(claim.other)
+        differ = sorted(key for key in set(a) | set(b) if a.get(key, "(unset)") != b.get(key, "(unset)"))
+        assert differ, f"{claim.text}: {claim.system} and {claim.other} train the same config"
+        outside = [key for key in differ if not key.startswith(claim.method)]
+        assert not outside, f"{claim.text}: {claim.system} and {claim.other} also differ in {outside}"
+        assert claim.quote and claim.report in ("000", "001", "002", "003", "004")
+
+
+def test_every_record_ran_the_config_its_row_defines_now():
+    """A recipe that changes (a report's form taken) must not leave records that measured something else
+    under its rows: each recorded run's config is its row's current one, field by field."""
+    import json
+
+    from study import RESULTS, ROWS, config_drift
+
+    checked = 0
+    for name, row in ROWS.items():
+        if row.runner not in ("mtbert", "final-stage"):
+            continue
+        for path in sorted((RESULTS / "study" / name).glob("seed*/record.json")):
+            record = json.loads(path.read_text(encoding="utf-8"))
+            assert config_drift(name, record) == [], f"{path}: the row's config is not what it ran"
+            checked += 1
+    assert checked >= 40
+
+
+def test_config_drift_names_a_changed_field():
+    import json
+
+    from study import RESULTS, config_drift
+
+    record = json.loads((RESULTS / "study" / "004-combined-steps" / "seed0" / "record.json").read_text())
+    assert config_drift("004-combined-steps", record) == []
+    assert config_drift("004-system", record) == ["train.step_mode: 'combined' -> 'separate'"]
 
 
 def test_the_plan_estimates_a_row_from_the_rate_its_unfinished_run_logged(tmp_path):
@@ -128,10 +161,12 @@ def test_the_plan_estimates_a_row_from_the_rate_its_unfinished_run_logged(tmp_pa
     assert plan.estimate_hours("003-no-pcgrad", plan.ROWS["003-no-pcgrad"], 0, root, runs) == hours  # its system's
     assert guess < hours / 3  # before: the quickstart's rate, four times too fast for PCGrad's three backward passes
     smart = plan.estimate_hours("004-smart", plan.ROWS["004-smart"], 0, root, runs)
-    (runs / "004-system" / "seed0").mkdir(parents=True)
-    (runs / "004-system" / "seed0" / "train.log").write_text("step 9/9 epoch 1: mean loss 1.0, 9000 tokens/s\n")
+    assert plan.plain_twins(plan.ROWS["004-smart"]) == ["004-no-relational-layer"]
+    (runs / "004-no-relational-layer" / "seed0").mkdir(parents=True)
+    (runs / "004-no-relational-layer" / "seed0" / "train.log").write_text(
+        "step 9/9 epoch 1: mean loss 1.0, 9000 tokens/s\n")
     ratio = plan.smart_step_cost()
-    with_smart = 3 * 813_783 / 9000 * ratio / 3600 + 0.05  # the system without SMART, times SMART's step cost
+    with_smart = 3 * 813_783 / 9000 * ratio / 3600 + 0.05  # its config without SMART, times SMART's step cost
     assert smart != with_smart
     assert plan.estimate_hours("004-smart", plan.ROWS["004-smart"], 0, root, runs) == pytest.approx(with_smart)
 
@@ -160,7 +195,7 @@ def test_the_plan_counts_the_tokens_an_epoch_of_the_same_recipe_took(tmp_path):
 
 def test_the_plan_prices_smart_at_the_cost_its_own_rows_measured(tmp_path):
     """A SMART row that has run (here 000-system's log, 400 against its twin's 5,000 tokens/s) sets
-    SMART's cost for the rows that have not (004-smart): 12.5x, not the step-cost benchmark's guess."""
+    SMART's cost for the rows that have not (004-smart, priced from its plain twin 004-no-relational-layer): 12.5x, not the step-cost benchmark's guess."""
     import study as plan
 
     root, runs = tmp_path / "records", tmp_path / "runs"
@@ -170,11 +205,11 @@ def test_the_plan_prices_smart_at_the_cost_its_own_rows_measured(tmp_path):
     record.write_text(json.dumps({"smoke": False, "runner": "mtbert", "train_tokens_per_second": 5000.0,
                                   "train_seconds": 720.0, "wall_seconds": 780.0, "dev_per_evaluation": []}))
     assert plan.smart_cost(root, runs) == plan.smart_step_cost()  # a plain twin alone measures nothing
-    for name, rate in (("000-system", 400), ("004-system", 9000)):
+    for name, rate in (("000-system", 400), ("004-no-relational-layer", 9000)):
         (runs / name / "seed0").mkdir(parents=True)
         (runs / name / "seed0" / "train.log").write_text(f"step 100/1320 epoch 1: mean loss 8.2, {rate} tokens/s\n")
     assert plan.smart_cost(root, runs) == pytest.approx(12.5)
-    assert plan.plain_twins(plan.ROWS["004-smart"]) == ["004-system"]
+    assert plan.plain_twins(plan.ROWS["004-smart"]) == ["004-no-relational-layer"]
     guess = plan.estimate_hours("004-smart", plan.ROWS["004-smart"], 0, root, runs)
     assert guess == pytest.approx(3 * 813_783 / 9000 * 12.5 / 3600 + 0.05)
 
@@ -304,16 +339,17 @@ def test_the_reference_runs_again_where_its_grid_widened(tmp_path):
 def test_a_smart_claim_compares_rows_that_differ_in_smart_alone():
     """A claim about SMART must weigh a row with SMART against the same config without it: report 004's
     smart variant drops the relational layer (its rrobin-full+smart), so its twin is not 004-system."""
-    from study import uses_smart
+    from study import row_config, uses_smart
     from study_report import CLAIMS
 
     claims = [c for c in CLAIMS if uses_smart(c.system) != uses_smart(c.other)]
-    assert {c.report for c in claims} >= {"000", "004"}
+    assert {c.report for c in claims} >= {"000", "001", "004"}
     for claim in claims:
         with_smart, without = sorted((claim.system, claim.other), key=lambda n: not uses_smart(n))
         smart, plain = row_config(with_smart), row_config(without)
-        assert smart["train"].pop("smart")["enabled"] and not plain["train"].pop("smart")["enabled"], claim.text
-        assert smart == plain, claim.text
+        assert smart.pop("train.smart.enabled") and not plain.pop("train.smart.enabled"), claim.text
+        assert {k: v for k, v in smart.items() if not k.startswith("train.smart")} == {
+            k: v for k, v in plain.items() if not k.startswith("train.smart")}, claim.text
 
 
 def test_each_seed_of_a_soup_row_averages_its_own_three_runs(tmp_path):

@@ -32,23 +32,23 @@ def test_verdicts_follow_the_two_sd_rule():
 
 def test_a_claim_uses_pooled_noise_and_names_its_numbers():
     found = {"a": records(0.80, 0.81, 0.82), "b": records(0.70, 0.71, 0.72)}
-    line = claim_line(found, Claim("9", "a beats b", "a", "b"))
+    line = claim_line(found, Claim("9", "a beats b", "", "a", "b", ()))
     assert "**holds**" in line and "0.810 (a) vs 0.710 (b), +0.100 (2 sd = 0.020, pooled sd of both rows)" in line
-    close = claim_line({"a": records(0.80, 0.81, 0.82), "b": records(0.805)}, Claim("9", "t", "a", "b", expect="close"))
+    close = claim_line({"a": records(0.80, 0.81, 0.82), "b": records(0.805)}, Claim("9", "t", "", "a", "b", (), expect="close"))
     assert "**holds**" in close and "(close: within 0.020, the larger of 0.01 and 2 sd = 0.020, sd of a)" in close
-    floor = claim_line({"a": records(0.750, 0.751, 0.752), "b": records(0.758)}, Claim("9", "t", "a", "b", expect="close"))
+    floor = claim_line({"a": records(0.750, 0.751, 0.752), "b": records(0.758)}, Claim("9", "t", "", "a", "b", (), expect="close"))
     assert "**holds**" in floor and "-0.007 (close: within 0.010, the larger of 0.01 and 2 sd = 0.002, sd of a)" in floor
-    missing = claim_line(found, Claim("9", "t", "a", "c"))
+    missing = claim_line(found, Claim("9", "t", "", "a", "c", ()))
     assert "not run yet (c)" in missing
 
 
 def test_one_seed_rows_borrow_noise_pooled_over_the_rows_with_seeds():
     found = {"quickstart": records(0.751, 0.751, 0.751), "spread": records(0.74, 0.75, 0.76),
              "a": records(0.80), "b": records(0.79)}
-    line = claim_line(found, Claim("9", "t", "a", "b"))
+    line = claim_line(found, Claim("9", "t", "", "a", "b", ()))
     # 0.01 < 2 x 0.0071 (pooled); the quickstart's own sd of 0 would have called it a holding claim
     assert "within noise" in line and "pooled over the rows with seeds" in line
-    assert "not judged" in claim_line({"a": records(0.80), "b": records(0.79)}, Claim("9", "t", "a", "b"))
+    assert "not judged" in claim_line({"a": records(0.80), "b": records(0.79)}, Claim("9", "t", "", "a", "b", ()))
 
 
 def test_the_reference_comparison_names_the_tasks_behind():
@@ -179,7 +179,7 @@ def test_with_dev_predictions_the_decision_and_verdicts_take_the_paired_bootstra
     found = {"quickstart": row("quickstart", 0.5), "better": row("better", 0.42), "same": row("same", 0.5)}
     decision = recipe_decision(found)
     assert "better (" in decision and "same (" not in decision and "95% interval lies above zero" in decision
-    claim = Claim("x", "the same helps", "same", "quickstart")
+    claim = Claim("x", "the same helps", "", "same", "quickstart", ())
     assert "**within noise**" in claim_line(found, claim) and "95% interval [" in claim_line(found, claim)
 
 
