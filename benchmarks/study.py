@@ -191,6 +191,20 @@ def row_config(name: str) -> dict:
     return {k: v for k, v in flat(values).items() if not k.startswith(NOT_THE_METHOD)}
 
 
+def same_setting(now, then) -> bool:
+    """Equal, or the same path inside the checkout: a record holds the absolute paths of the checkout
+    it ran in (a teacher run, a data file), which another clone names differently."""
+    if now == then:
+        return True
+    if isinstance(now, list) and isinstance(then, list):
+        return len(now) == len(then) and all(map(same_setting, now, then))
+    if isinstance(now, str) and isinstance(then, str) and Path(now).is_absolute() and Path(then).is_absolute():
+        checkout = Path(__file__).resolve().parents[1]
+        if Path(now).is_relative_to(checkout):
+            return Path(then).parts[-len(Path(now).relative_to(checkout).parts):] == Path(now).relative_to(checkout).parts
+    return False
+
+
 def config_drift(name: str, record: dict) -> list[str]:
     """The fields in which a row's config now differs from the one its record ran, as "key: recorded ->
     now". A field the record lacks (added to mtbert since) counts only when the row sets it away from
@@ -207,7 +221,7 @@ def config_drift(name: str, record: dict) -> list[str]:
         if key in then:
             if key not in now and key not in defaults:
                 continue  # a field mtbert no longer has (e.g. a memory setting that became automatic)
-            if now.get(key, defaults.get(key)) != then[key]:
+            if not same_setting(now.get(key, defaults.get(key)), then[key]):
                 drift.append(f"{key}: {then[key]!r} -> {now.get(key, '(unset)')!r}")
         elif now[key] != defaults.get(key, {} if isinstance(now[key], dict) else None):
             drift.append(f"{key}: (not recorded) -> {now[key]!r}")
