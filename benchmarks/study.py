@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import re
@@ -168,27 +169,21 @@ TEACHER_RUNS = REPO / "runs" / "teachers"  # where recipes/distilled.yaml trains
 NOT_THE_METHOD = ("name", "output_dir", "data.dir", "train.seed", "train.progress")
 
 
-def flat(values: dict, prefix: str = "") -> dict:
-    """A nested config as dotted keys; an empty mapping stays a key of its own (so {} and a filled one differ)."""
-    out = {}
-    for key, value in values.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flat(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
-
-
 def row_config(name: str) -> dict:
     """A row's training config as its runs get it now, as dotted keys (a final-stage row's: its last stage,
-    the one its record keeps)."""
-    from mtbert.config import load_config
-
+    the one its record keeps). Loaded once per row: the plan asks for every row's config for each SMART row."""
     row = ROWS[name]
-    variants = (*row.variants, "final-sts") if row.runner == "final-stage" else row.variants
-    values = load_config(RECIPES / row.recipe, list(row.overrides), variants=variants).to_dict()
-    return {k: v for k, v in flat(values).items() if not k.startswith(NOT_THE_METHOD)}
+    return dict(_row_config(row.recipe, row.variants, row.overrides, row.runner))
+
+
+@functools.lru_cache(maxsize=None)
+def _row_config(recipe: str, variants: tuple[str, ...], overrides: tuple[str, ...], runner: str) -> dict:
+    from mtbert.config import load_config
+    from mtbert.experiments.compare import flatten
+
+    variants = (*variants, "final-sts") if runner == "final-stage" else variants
+    values = load_config(RECIPES / recipe, list(overrides), variants=variants).to_dict()
+    return {k: v for k, v in flatten(values).items() if not k.startswith(NOT_THE_METHOD)}
 
 
 def same_setting(now, then) -> bool:
@@ -198,10 +193,9 @@ def same_setting(now, then) -> bool:
         return True
     if isinstance(now, list) and isinstance(then, list):
         return len(now) == len(then) and all(map(same_setting, now, then))
-    if isinstance(now, str) and isinstance(then, str) and Path(now).is_absolute() and Path(then).is_absolute():
-        checkout = Path(__file__).resolve().parents[1]
-        if Path(now).is_relative_to(checkout):
-            return Path(then).parts[-len(Path(now).relative_to(checkout).parts):] == Path(now).relative_to(checkout).parts
+    if isinstance(now, str) and isinstance(then, str) and Path(then).is_absolute() and Path(now).is_relative_to(REPO):
+        inside = Path(now).relative_to(REPO).parts
+        return Path(then).parts[-len(inside):] == inside
     return False
 
 
@@ -210,10 +204,11 @@ def config_drift(name: str, record: dict) -> list[str]:
     now". A field the record lacks (added to mtbert since) counts only when the row sets it away from
     its default. Paths a final stage starts from are left out (they name that run's machine)."""
     from mtbert.config import ExperimentConfig
+    from mtbert.experiments.compare import flatten
 
     now = row_config(name)
-    then = {k: v for k, v in flat(yaml.safe_load(record["config"])).items() if not k.startswith(NOT_THE_METHOD)}
-    defaults = flat(ExperimentConfig().to_dict())
+    then = {k: v for k, v in flatten(yaml.safe_load(record["config"])).items() if not k.startswith(NOT_THE_METHOD)}
+    defaults = flatten(ExperimentConfig().to_dict())
     drift = []
     for key in sorted(set(now) | set(then)):
         if key == "model.init_from" and ROWS[name].runner == "final-stage":
