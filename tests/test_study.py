@@ -195,7 +195,8 @@ def test_the_plan_counts_the_tokens_an_epoch_of_the_same_recipe_took(tmp_path):
 
 def test_the_plan_prices_smart_at_the_cost_its_own_rows_measured(tmp_path):
     """A SMART row that has run (here 000-system's log, 400 against its twin's 5,000 tokens/s) sets
-    SMART's cost for the rows that have not (004-smart, priced from its plain twin 004-no-relational-layer): 12.5x, not the step-cost benchmark's guess."""
+    SMART's cost for the rows that have not (004-smart, priced from its plain twin 004-no-relational-layer):
+    12.5x, not the step-cost benchmark's guess."""
     import study as plan
 
     root, runs = tmp_path / "records", tmp_path / "runs"
